@@ -1,0 +1,280 @@
+"""Ablation of DICE's settings on real data: why does (or doesn't) DICE beat PCA on CBMC / PBMC?
+
+::
+
+    OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 NUMBA_NUM_THREADS=1 \\
+        DICE_DATA_DIR=/work/shared/data .venv/bin/python benchmarks/real_ablation.py \\
+        [--tasks cbmc] [--seeds 0,1,2] [--groups rho,noise,...] [--priors DIR] [--resume]
+
+Same tasks, preprocessing and metrics as ``benchmarks/real.py`` (see ``_real_tasks.py``). One seed = one
+split, one trained prior per training configuration, one sampler seed. Every row changes ONE thing from the
+base configuration (package defaults: k = task default, D = 64, M = 2, 4000 steps, no mixup; sampler
+``mode="default"``: Gibbs, 10 strided prior steps, rho 5 → 0.5 linear over 20 iterations, 10 samples,
+``noise_var="dataset"``). The PCA rows are ``obsm["X_dice_pca"]`` for the same k.
+
+Groups (in the default order, most likely to matter first):
+
+``rho``      coupling schedule (relative to sigma): constant 0.5 / 1 / 2 / 5, linear 5 → 1, 5 → 2, 10 → 1,
+             10 → 2
+``noise``    ``noise_var`` = ``"cell"``, ``"reference"``, 1.0 (the paper's fixed sigma^2)
+``mixup``    same-label mixup on the reference labels (p = 0.9, the paper's augmentation)
+``k``        latent dimension 15, 50 and the elbow rule (new prior each)
+``sampler``  ``sampler="direct"``; prior steps ancestral / tweedie / 30 strided; 1 or 30 samples
+``capacity`` network width D = 128 / 256, M = 4 blocks
+``steps``    2000 and 10000 training steps
+
+``--priors DIR`` reuses the base priors saved by ``real.py --save-priors DIR`` (``{task}_seed{seed}``).
+Writes ``real_ablation_records.csv`` and ``real_ablation.md`` (mean ± sd over seeds, and the paired
+difference to the base configuration) in ``--out``.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
+import argparse  # noqa: E402
+import time  # noqa: E402
+import warnings  # noqa: E402
+from collections.abc import Sequence  # noqa: E402
+from dataclasses import dataclass, field  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Any  # noqa: E402
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+if str(HERE) not in sys.path:
+    sys.path.insert(0, str(HERE))
+
+from _real_tasks import TASKS, RealTask, prepare_task  # noqa: E402
+
+RESULTS = HERE / "results"
+
+
+@dataclass(frozen=True)
+class Config:
+    """One ablation row: a change of the prior's training and / or of the sampler."""
+
+    name: str
+    group: str
+    train: dict[str, Any] = field(default_factory=dict)
+    denoise: dict[str, Any] = field(default_factory=dict)
+    note: str = ""
+
+    def train_key(self) -> str:
+        return ",".join(f"{k}={v}" for k, v in sorted(self.train.items())) or "base"
+
+
+BASE = Config("base (default)", "base")
+CONFIGS: tuple[Config, ...] = (
+    BASE,
+    Config("rho const 0.5", "rho", denoise={"rho": 0.5, "rho_schedule": "constant"}),
+    Config("rho const 1", "rho", denoise={"rho": 1.0, "rho_schedule": "constant"}),
+    Config("rho const 2", "rho", denoise={"rho": 2.0, "rho_schedule": "constant"}),
+    Config("rho const 5", "rho", denoise={"rho": 5.0, "rho_schedule": "constant"}),
+    Config("rho linear 5→1", "rho", denoise={"rho": 5.0, "rho_end": 1.0}),
+    Config("rho linear 5→2", "rho", denoise={"rho": 5.0, "rho_end": 2.0}),
+    Config("rho linear 10→1", "rho", denoise={"rho": 10.0, "rho_end": 1.0}),
+    Config("rho linear 10→2", "rho", denoise={"rho": 10.0, "rho_end": 2.0}),
+    Config("noise_var cell", "noise", denoise={"noise_var": "cell"}),
+    Config("noise_var reference", "noise", denoise={"noise_var": "reference"}),
+    Config("noise_var 1.0 (paper)", "noise", denoise={"noise_var": 1.0}),
+    Config("mixup p=0.9 (reference labels)", "mixup", train={"labels_key": "__labels__"}),
+    Config("k = 15", "k", train={"n_comps": 15}),
+    Config("k = 50", "k", train={"n_comps": 50}),
+    Config("k = elbow", "k", train={"n_comps": None}),
+    Config("sampler direct", "sampler", denoise={"sampler": "direct"}),
+    Config("prior_step tweedie", "sampler", denoise={"prior_step": "tweedie"}),
+    Config("prior_step strided 30", "sampler", denoise={"n_prior_steps": 30}),
+    Config("prior_step ancestral", "sampler", denoise={"prior_step": "ancestral"}),
+    Config("n_samples 1", "sampler", denoise={"n_samples": 1}),
+    Config("n_samples 30", "sampler", denoise={"n_samples": 30}),
+    Config("D = 128", "capacity", train={"hidden_dim": 128}),
+    Config("D = 256", "capacity", train={"hidden_dim": 256}),
+    Config("M = 4 blocks", "capacity", train={"n_blocks": 4}),
+    Config("2000 steps", "steps", train={"n_steps": 2000}),
+    Config("10000 steps", "steps", train={"n_steps": 10000}),
+)
+GROUPS: tuple[str, ...] = ("rho", "noise", "mixup", "k", "sampler", "capacity", "steps")
+METRICS: tuple[tuple[str, str], ...] = (
+    ("leiden_oracle_ari", "ARI oracle"),
+    ("leiden_oracle_nmi", "NMI oracle"),
+    ("leiden_stable_ari", "ARI stable"),
+    ("leiden_stable_nmi", "NMI stable"),
+    ("silhouette", "silhouette"),
+    ("clisi", "cLISI"),
+    ("knn_accuracy", "kNN acc"),
+    ("shrink", "spread ratio"),
+    ("cpu_seconds", "CPU s"),
+)
+
+
+def spread_ratio(embedding: np.ndarray, scores: np.ndarray) -> float:
+    """Total variance of the embedding over that of the PCA scores (1 = no shrinkage; << 1 = collapse)."""
+    return float(np.var(embedding, axis=0).sum() / max(np.var(scores, axis=0).sum(), 1e-12))
+
+
+def _train(task: RealTask, config: Config, seed: int, priors: Path | None):
+    import dice
+
+    train = dict(config.train)
+    k = train.pop("n_comps", task.spec.n_comps)
+    if not config.train and priors is not None:
+        path = priors / f"{task.spec.name}_seed{seed}"
+        if path.exists():
+            return dice.models.DicePrior.load(path, device="cpu"), 0.0
+    ref = task.ref
+    if train.get("labels_key") == "__labels__":
+        ref = task.ref.copy()
+        ref.obs["__labels__"] = pd.Series(task.ref.obs[task.spec.label_key].astype(str).to_numpy(),
+                                          index=ref.obs_names)
+    cpu = time.process_time()
+    model = dice.tl.train_prior(ref, n_comps=k, seed=seed, progress=False, **train)
+    return model, time.process_time() - cpu
+
+
+def run(tasks: Sequence[str], seeds: Sequence[int], groups: Sequence[str], out: Path, *,
+        priors: Path | None = None, resume: bool = False) -> pd.DataFrame:
+    """Run the selected ablation groups; append records to ``out/real_ablation_records.csv``."""
+    import torch
+
+    import dice
+
+    torch.set_num_threads(1)
+    csv = out / "real_ablation_records.csv"
+    done: set[tuple[str, int, str]] = set()
+    if resume and csv.exists():
+        old = pd.read_csv(csv)
+        done = set(zip(old["task"], old["seed"].astype(int), old["config"], strict=True))
+    elif csv.exists():
+        csv.unlink()
+    configs = [BASE] + [c for g in groups for c in CONFIGS if c.group == g]
+    started = time.perf_counter()
+    for name in tasks:
+        for seed in seeds:
+            todo = [c for c in configs if (name, seed, c.name) not in done]
+            pca_todo = {c.train.get("n_comps", "task") for c in todo}
+            if not todo:
+                continue
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                task = prepare_task(name, seed)
+            models: dict[str, tuple[Any, float]] = {}
+            records = []
+            pca_done: set[Any] = set()
+            for config in todo:
+                key = config.train_key()
+                if key not in models:
+                    models[key] = _train(task, config, seed, priors)
+                model, train_cpu = models[key]
+                query = task.query.copy()
+                cpu = time.process_time()
+                dice.tl.denoise(query, model=model, seed=seed, progress=False, **config.denoise)
+                cpu = time.process_time() - cpu
+                scores = query.obsm["X_dice_pca"]
+                emb = query.obsm["X_dice"]
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    metrics = dice.metrics.evaluate(emb, task.query_labels, seed=seed)
+                base = {"task": name, "seed": seed, "k": model.embedding.n_comps,
+                        "noise_var_mean": float(query.uns["dice"]["noise_var_mean"])}
+                records.append({**base, "config": config.name, "group": config.group, "cpu_seconds": cpu,
+                                "train_cpu_seconds": train_cpu, "shrink": spread_ratio(emb, scores),
+                                **metrics})
+                kk = config.train.get("n_comps", "task")
+                if kk in pca_todo and kk not in pca_done:
+                    pca_done.add(kk)
+                    with warnings.catch_warnings():
+                        warnings.simplefilter("ignore")
+                        pm = dice.metrics.evaluate(scores, task.query_labels, seed=seed)
+                    label = "PCA" if kk == "task" else f"PCA, {config.name}"
+                    records.append({**base, "config": label, "group": "pca" if kk == "task" else config.group,
+                                    "cpu_seconds": 0.0, "train_cpu_seconds": 0.0, "shrink": 1.0, **pm})
+                r = records[-1] if records[-1]["config"] == config.name else records[-2]
+                print(f"[{time.perf_counter() - started:6.0f}s] {name} s{seed} {config.name:32s} "
+                      f"ARI {r['leiden_oracle_ari']:.3f} NMI {r['leiden_oracle_nmi']:.3f} "
+                      f"stable {r['leiden_stable_ari']:.3f} sil {r['silhouette']:.3f} "
+                      f"knn {r['knn_accuracy']:.3f} shrink {r['shrink']:.2f} cpu {cpu:.1f}s", flush=True)
+                frame = pd.DataFrame(records)
+                if csv.exists():
+                    frame = pd.concat([pd.read_csv(csv), frame], ignore_index=True)
+                frame.to_csv(csv, index=False)
+                records = []
+    return pd.read_csv(csv)
+
+
+def _fmt(mean: float, sd: float, digits: int = 3) -> str:
+    if pd.isna(mean):
+        return "–"
+    return f"{mean:.{digits}f}" if pd.isna(sd) else f"{mean:.{digits}f} ± {sd:.{digits}f}"
+
+
+def report(records: pd.DataFrame, path: Path, header: str = "") -> None:
+    """Write the ablation tables: per task, config x metric (mean ± sd) and the paired Δ to the base."""
+    lines = [header.rstrip(), ""] if header else []
+    for name in [t for t in TASKS if t in set(records["task"])]:
+        frame = records[records["task"] == name]
+        seeds = sorted(set(frame["seed"]))
+        lines += [f"## {name} (seeds {seeds})", "",
+                  "| config | n | " + " | ".join(h for _, h in METRICS) + " | ΔARI vs base | ΔNMI vs base |",
+                  "|" + "---|" * (len(METRICS) + 4)]
+        rest = [c for c in dict.fromkeys(frame["config"]) if c not in ("PCA", BASE.name)]
+        order = ["PCA", BASE.name, *rest]
+        base = frame[frame["config"] == BASE.name].set_index("seed")
+        for config in order:
+            sub = frame[frame["config"] == config]
+            if sub.empty:
+                continue
+            cells = [config, str(len(sub))]
+            for key, _ in METRICS:
+                digits = 1 if key == "cpu_seconds" else 3
+                cells.append(_fmt(sub[key].mean(), sub[key].std(ddof=1), digits))
+            s = sub.set_index("seed")
+            for key in ("leiden_oracle_ari", "leiden_oracle_nmi"):
+                d = (s[key] - base[key]).dropna() if not base.empty else pd.Series(dtype=float)
+                cells.append("–" if d.empty or config == BASE.name else _fmt(d.mean(), d.std(ddof=1)))
+            lines.append("| " + " | ".join(cells) + " |")
+        lines.append("")
+    path.write_text("\n".join(lines).rstrip() + "\n")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command-line entry point (see the module docstring)."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--tasks", default="cbmc")
+    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--groups", default=",".join(GROUPS))
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--priors", type=Path, default=None)
+    parser.add_argument("--resume", action="store_true")
+    parser.add_argument("--report-only", action="store_true")
+    parser.add_argument("--header", default=None)
+    args = parser.parse_args(argv)
+    groups = [g for g in args.groups.split(",") if g]
+    for g in groups:
+        if g not in GROUPS:
+            parser.error(f"unknown group {g!r}; choose from {GROUPS}")
+    args.out.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    if args.report_only:
+        records = pd.read_csv(args.out / "real_ablation_records.csv")
+    else:
+        records = run(args.tasks.split(","), [int(s) for s in args.seeds.split(",")], groups, args.out,
+                      priors=args.priors, resume=args.resume)
+    header = args.header if args.header is not None else (
+        "# DICE ablation on real data\n\nGenerated by `benchmarks/real_ablation.py` (see its docstring). "
+        "Raw records: `real_ablation_records.csv`. `spread ratio` = total variance of the embedding / that "
+        "of the PCA scores (shrinkage; 1 = none). Δ columns: paired by seed, mean ± sd.\n\n"
+        f"This run took {(time.perf_counter() - started) / 60:.1f} min wall."
+    )
+    report(records, args.out / "real_ablation.md", header)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,49 @@
+"""The DDPM noise schedule and the rule that matches a coupling strength rho to a diffusion time."""
+
+from __future__ import annotations
+
+import torch
+
+__all__ = ["NoiseSchedule"]
+
+
+class NoiseSchedule:
+    """Linear beta schedule ``beta_1..beta_T`` (paper: 1e-4 to 2e-2 over T = 512).
+
+    Tensors are indexed by the diffusion time ``t = 0..T`` with ``alpha_bar[0] = 1`` (clean data), in
+    float64 so that the t0 rule is exact. ``noise_std[t] = sqrt((1 - alpha_bar_t) / alpha_bar_t)`` is the
+    noise level of ``u_t / sqrt(alpha_bar_t) = u_0 + noise_std[t] * eps`` in the units of ``u_0``.
+    """
+
+    def __init__(self, n_timesteps: int = 512, beta_start: float = 1e-4, beta_end: float = 2e-2):
+        if n_timesteps < 2 or not 0 < beta_start <= beta_end < 1:
+            raise ValueError("need n_timesteps >= 2 and 0 < beta_start <= beta_end < 1")
+        self.n_timesteps = n_timesteps
+        self.beta_start = beta_start
+        self.beta_end = beta_end
+        betas = torch.linspace(beta_start, beta_end, n_timesteps, dtype=torch.float64)
+        self.betas = torch.cat([torch.zeros(1, dtype=torch.float64), betas])
+        self.alphas = 1.0 - self.betas
+        self.alpha_bars = torch.cumprod(self.alphas, dim=0)
+        self.noise_std = torch.sqrt((1.0 - self.alpha_bars) / self.alpha_bars)
+
+    @property
+    def max_noise_std(self) -> float:
+        """Largest noise level the schedule reaches (at t = T)."""
+        return float(self.noise_std[-1])
+
+    def config(self) -> dict:
+        return {"n_timesteps": self.n_timesteps, "beta_start": self.beta_start, "beta_end": self.beta_end}
+
+    def t0_for_noise(self, noise_std: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """First diffusion time whose noise level is at least ``noise_std`` (per row).
+
+        Returns ``(t0, clamped)``. The prior step then tops the input's noise up from ``noise_std`` to
+        exactly ``noise_std[t0]``, so no rounding error is left (the paper's code instead takes the last
+        t *below* the level and starts one step later, and clamps silently at T). ``clamped`` flags rows
+        whose requested level exceeds the schedule's maximum; they start at T.
+        """
+        levels = noise_std.to(torch.float64).cpu()
+        t0 = torch.searchsorted(self.noise_std, levels, right=False)
+        clamped = t0 > self.n_timesteps
+        return t0.clamp(max=self.n_timesteps), clamped

@@ -1,0 +1,255 @@
+"""Confidence sets from posterior samples: cluster confidence, credible sets, calibration error.
+
+A DICE posterior sample is a plausible clean latent state of a cell. Where a cell's samples land (which
+cluster, which reference label) turns the spread of the posterior into a probability over discrete
+outcomes; the smallest set of outcomes holding ``1 - alpha`` of that probability is the cell's credible
+set (the paper's "confidence set", section 4 and Figure 2).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from anndata import AnnData
+
+from .._validation import DiceInputError
+
+__all__ = [
+    "cluster_confidence",
+    "credible_sets",
+    "expected_calibration_error",
+    "reliability_table",
+    "set_strings",
+]
+
+
+def credible_sets(probabilities: np.ndarray, alpha: float) -> np.ndarray:
+    """Smallest set of outcomes whose probabilities add up to at least ``1 - alpha``, per row.
+
+    Parameters
+    ----------
+    probabilities
+        Cells x outcomes, rows summing to 1 (rows summing to less are treated as they are: the set then
+        holds every outcome with positive probability when ``1 - alpha`` cannot be reached).
+    alpha
+        Miscoverage level in (0, 1).
+
+    Returns
+    -------
+    Boolean mask, cells x outcomes. Outcomes enter in decreasing probability (ties: lower column first);
+    the set stops at the first outcome at which the cumulative probability reaches ``1 - alpha``.
+    """
+    _check_alpha(alpha)
+    probabilities = np.asarray(probabilities, dtype=np.float64)
+    order = np.argsort(-probabilities, axis=1, kind="stable")
+    sorted_p = np.take_along_axis(probabilities, order, axis=1)
+    before = np.cumsum(sorted_p, axis=1) - sorted_p  # mass of the outcomes ranked above
+    keep_sorted = (before < 1.0 - alpha - 1e-12) & (sorted_p > 0)
+    keep_sorted[:, 0] = True  # never an empty credible set
+    mask = np.zeros_like(keep_sorted)
+    np.put_along_axis(mask, order, keep_sorted, axis=1)
+    return mask
+
+
+def set_strings(
+    mask: np.ndarray, probabilities: np.ndarray, names, *, empty: str = "unassigned"
+) -> np.ndarray:
+    """``"a|b"`` strings of the outcomes in each set, most probable first; ``empty`` for an empty set."""
+    names = np.asarray(names).astype(str)
+    order = np.argsort(-np.asarray(probabilities), axis=1, kind="stable")
+    out = []
+    for row_mask, row_order in zip(mask, order, strict=True):
+        members = [names[j] for j in row_order if row_mask[j]]
+        out.append("|".join(members) if members else empty)
+    return np.asarray(out, dtype=object)
+
+
+def reliability_table(confidence, correct, n_bins: int = 10) -> pd.DataFrame:
+    """Confidence vs accuracy in ``n_bins`` equal-width bins of [0, 1] (the last bin includes 1).
+
+    Returns
+    -------
+    DataFrame with one row per bin: ``lower``, ``upper``, ``count``, ``confidence`` (mean), ``accuracy``
+    (fraction correct); empty bins have NaN means.
+    """
+    confidence, correct = _check_pair(confidence, correct)
+    edges = np.linspace(0.0, 1.0, n_bins + 1)
+    index = np.clip(np.digitize(confidence, edges[1:-1], right=False), 0, n_bins - 1)
+    rows = []
+    for b in range(n_bins):
+        in_bin = index == b
+        count = int(in_bin.sum())
+        rows.append(
+            {
+                "lower": edges[b],
+                "upper": edges[b + 1],
+                "count": count,
+                "confidence": float(confidence[in_bin].mean()) if count else np.nan,
+                "accuracy": float(correct[in_bin].mean()) if count else np.nan,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def expected_calibration_error(confidence, correct, n_bins: int = 10) -> float:
+    """ECE: bin-size-weighted mean of ``|accuracy - confidence|`` over equal-width confidence bins."""
+    table = reliability_table(confidence, correct, n_bins)
+    filled = table[table["count"] > 0]
+    weights = filled["count"] / filled["count"].sum()
+    return float((weights * (filled["accuracy"] - filled["confidence"]).abs()).sum())
+
+
+def _check_pair(confidence, correct) -> tuple[np.ndarray, np.ndarray]:
+    confidence = np.asarray(confidence, dtype=np.float64).ravel()
+    correct = np.asarray(correct, dtype=np.float64).ravel()
+    if confidence.shape != correct.shape or confidence.size == 0:
+        raise ValueError(
+            f"confidence and correct need the same non-zero length, got {confidence.size} and {correct.size}."
+        )
+    if np.any((confidence < 0) | (confidence > 1)) or not np.all(np.isfinite(confidence)):
+        raise ValueError("confidence values must lie in [0, 1].")
+    return confidence, correct
+
+
+def _check_alpha(alpha: float) -> None:
+    if not 0.0 < float(alpha) < 1.0:
+        raise DiceInputError(f"alpha must lie strictly between 0 and 1, got {alpha}.")
+
+
+def knn_votes(
+    points: np.ndarray,
+    index: np.ndarray,
+    codes: np.ndarray,
+    n_classes: int,
+    n_neighbors: int,
+    exclude: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Label vote fractions of each point's ``n_neighbors`` nearest index points (Euclidean).
+
+    ``exclude[i]`` (an index row, or -1) is left out of point ``i``'s neighbours (leave-one-out). Votes
+    are weighted ``1 + 1e-3 (k - rank) / k`` so that ties go to the nearer neighbours. Returns the
+    fractions (points x classes) and the mean distance to the neighbours used.
+    """
+    from sklearn.neighbors import NearestNeighbors
+
+    k = int(min(n_neighbors, len(index) - (exclude is not None)))
+    extra = 1 if exclude is not None else 0
+    nn = NearestNeighbors(n_neighbors=k + extra).fit(index)
+    distances, neighbours = nn.kneighbors(points)
+    if exclude is not None:
+        drop = neighbours == np.asarray(exclude)[:, None]
+        drop[~drop.any(axis=1), -1] = True  # excluded point not among them: drop the farthest instead
+        keep = ~drop
+        neighbours = neighbours[keep].reshape(len(points), k)
+        distances = distances[keep].reshape(len(points), k)
+    weights = 1.0 + 1e-3 * (k - np.arange(k)) / k
+    votes = np.zeros((len(points), n_classes))
+    rows = np.repeat(np.arange(len(points)), k)
+    np.add.at(votes, (rows, codes[neighbours].ravel()), np.tile(weights, len(points)))
+    return votes / votes.sum(axis=1, keepdims=True), distances.mean(axis=1)
+
+
+def cluster_confidence(
+    adata: AnnData,
+    *,
+    cluster_key: str = "leiden",
+    alpha: float = 0.1,
+    key_added: str = "dice",
+    samples_key: str | None = None,
+    embedding_key: str | None = None,
+    n_neighbors: int = 15,
+    copy: bool = False,
+) -> AnnData | None:
+    """How firmly each cell belongs to its cluster, from where its posterior samples land.
+
+    Every posterior sample of a cell is assigned to the cluster holding the majority of its
+    ``n_neighbors`` nearest posterior means (``obsm[embedding_key]``, the embedding that was clustered),
+    leaving the cell itself out. A kNN vote, rather than the nearest centroid, follows the shape of
+    graph-based (Leiden/Louvain) clusters, which need not be convex. The fraction of a cell's samples per
+    cluster estimates the posterior probability that the cell belongs there.
+
+    Parameters
+    ----------
+    adata
+        Denoised with ``dice.tl.denoise(adata, store_samples=True)`` and clustered (``obs[cluster_key]``).
+        Not modified on error.
+    cluster_key
+        Column of ``obs`` with the clusters.
+    alpha
+        The credible set holds at least ``1 - alpha`` of the samples.
+    key_added
+        Prefix of the keys written, and of the default input keys.
+    samples_key, embedding_key
+        Posterior samples (cells x samples x k) and posterior means (cells x k); default
+        ``f"X_{key_added}_samples"`` and ``f"X_{key_added}"``.
+    n_neighbors
+        Neighbours in the vote.
+    copy
+        Return a new AnnData instead of writing into ``adata``.
+
+    Returns
+    -------
+    ``None`` or, with ``copy=True``, the new AnnData. Writes ``obs[f"{key_added}_cluster_confidence"]``
+    (fraction of samples in the cell's own cluster), ``obs[f"{key_added}_cluster_set"]`` (smallest set of
+    clusters holding at least ``1 - alpha`` of the samples, most frequent first, e.g. ``"3|5"``),
+    ``obs[f"{key_added}_cluster_set_size"]``, ``obsm[f"{key_added}_cluster_probabilities"]`` (DataFrame,
+    cells x clusters) and ``uns[f"{key_added}_cluster_confidence"]`` (the parameters).
+    """
+    _check_alpha(alpha)
+    samples_key = samples_key or f"X_{key_added}_samples"
+    embedding_key = embedding_key or f"X_{key_added}"
+    if samples_key not in adata.obsm:
+        raise DiceInputError(
+            f"obsm[{samples_key!r}] not found: cluster confidence needs the posterior samples. Run "
+            f"`dice.tl.denoise(adata, store_samples=True, key_added={key_added!r})` first."
+        )
+    if embedding_key not in adata.obsm:
+        raise DiceInputError(
+            f"obsm[{embedding_key!r}] (posterior means) not found; run dice.tl.denoise first."
+        )
+    if cluster_key not in adata.obs:
+        raise DiceInputError(
+            f"obs[{cluster_key!r}] not found. Cluster the embedding first, e.g. "
+            f"`sc.pp.neighbors(adata, use_rep={embedding_key!r}); sc.tl.leiden(adata)`."
+        )
+    samples = np.asarray(adata.obsm[samples_key], dtype=np.float64)
+    means = np.asarray(adata.obsm[embedding_key], dtype=np.float64)
+    if samples.ndim != 3 or samples.shape[0] != adata.n_obs or samples.shape[2] != means.shape[1]:
+        raise DiceInputError(
+            f"obsm[{samples_key!r}] must be cells x samples x {means.shape[1]}, got {samples.shape}."
+        )
+    clusters = adata.obs[cluster_key]
+    if clusters.isna().any():
+        raise DiceInputError(f"obs[{cluster_key!r}] has missing values.")
+    names, codes = np.unique(clusters.astype(str).to_numpy(), return_inverse=True)
+    if len(names) < 2 or adata.n_obs < 3:
+        raise DiceInputError("cluster confidence needs at least 2 clusters and 3 cells.")
+
+    n_cells, n_samples, _ = samples.shape
+    flat = samples.reshape(n_cells * n_samples, -1)
+    owner = np.repeat(np.arange(n_cells), n_samples)
+    votes, _ = knn_votes(flat, means, codes, len(names), n_neighbors, exclude=owner)
+    assigned = votes.argmax(axis=1).reshape(n_cells, n_samples)
+    probabilities = np.zeros((n_cells, len(names)))
+    np.add.at(probabilities, (np.repeat(np.arange(n_cells), n_samples), assigned.ravel()), 1.0 / n_samples)
+    mask = credible_sets(probabilities, alpha)
+
+    target = adata.copy() if copy else adata
+    target.obs[f"{key_added}_cluster_confidence"] = probabilities[np.arange(n_cells), codes].astype(
+        np.float32
+    )
+    target.obs[f"{key_added}_cluster_set"] = set_strings(mask, probabilities, names)
+    target.obs[f"{key_added}_cluster_set_size"] = mask.sum(axis=1).astype(np.int64)
+    target.obsm[f"{key_added}_cluster_probabilities"] = pd.DataFrame(
+        probabilities, index=target.obs_names, columns=names
+    )
+    target.uns[f"{key_added}_cluster_confidence"] = {
+        "cluster_key": cluster_key,
+        "alpha": float(alpha),
+        "samples_key": samples_key,
+        "embedding_key": embedding_key,
+        "n_neighbors": int(n_neighbors),
+        "n_samples": int(n_samples),
+        "assignment": "majority of the n_neighbors nearest posterior means (the cell itself left out)",
+    }
+    return target if copy else None

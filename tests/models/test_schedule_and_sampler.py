@@ -1,0 +1,125 @@
+import numpy as np
+import pytest
+import torch
+from oracle import GaussianOracle, gaussian_posterior
+
+from dice.models import NoiseSchedule, likelihood_step, prior_step, rho_schedule
+from dice.models._posterior import SamplerSettings, sample_posterior
+
+
+def test_schedule_reaches_the_papers_limit():
+    schedule = NoiseSchedule(512)
+    # the paper's linear schedule cannot represent rho above about 13 (DESIGN.md section 2)
+    assert 13.0 < schedule.max_noise_std < 14.0
+
+
+@pytest.mark.parametrize("rho", [0.05, 0.5, 1.0, 5.0, 12.9])
+def test_t0_is_the_first_step_whose_noise_reaches_rho(rho):
+    schedule = NoiseSchedule(512)
+    t0, clamped = schedule.t0_for_noise(torch.tensor([rho]))
+    t0 = int(t0)
+    abar = schedule.alpha_bars
+    assert not clamped.any()
+    assert abar[t0] <= 1.0 / (1.0 + rho**2) < abar[t0 - 1]
+
+
+def test_t0_clamps_and_reports_beyond_the_schedule():
+    schedule = NoiseSchedule(512)
+    t0, clamped = schedule.t0_for_noise(torch.tensor([0.0, 20.0]))
+    assert t0.tolist() == [0, 512] and clamped.tolist() == [False, True]
+
+
+def test_rho_schedules():
+    np.testing.assert_allclose(rho_schedule("constant", 3, 0, 4), [3, 3, 3, 3])
+    np.testing.assert_allclose(rho_schedule("linear", 5, 1, 5), [5, 4, 3, 2, 1])
+    np.testing.assert_allclose(rho_schedule("exponential", 8, 1, 4), [8, 4, 2, 1])
+    with pytest.raises(ValueError):
+        rho_schedule("cosine", 1, 1, 3)
+
+
+def test_likelihood_step_matches_proposition_3_1():
+    """Monte Carlo mean and covariance against Lambda = (V^T V / s2 + I / rho2)^-1 with V orthonormal."""
+    rng = np.random.default_rng(0)
+    d, k, sigma2, rho2 = 30, 3, 0.7, 2.0
+    loadings, _ = np.linalg.qr(rng.normal(size=(d, k)))
+    x = rng.normal(size=d)
+    u = rng.normal(size=k)
+    cov = np.linalg.inv(loadings.T @ loadings / sigma2 + np.eye(k) / rho2)
+    mean = cov @ (loadings.T @ x / sigma2 + u / rho2)
+    n = 200_000
+    scores = torch.tensor(loadings.T @ x, dtype=torch.float64).expand(n, k)
+    state = torch.tensor(u, dtype=torch.float64).expand(n, k)
+    generator = torch.Generator().manual_seed(0)
+    z = likelihood_step(scores, state, torch.full((n, 1), sigma2, dtype=torch.float64),
+                        torch.full((n, 1), rho2, dtype=torch.float64), generator).numpy()
+    np.testing.assert_allclose(z.mean(axis=0), mean, atol=0.01)
+    np.testing.assert_allclose(np.cov(z.T), cov, atol=0.01)
+
+
+def test_likelihood_step_limits():
+    generator = torch.Generator().manual_seed(0)
+    s, u = torch.ones(4, 2), torch.zeros(4, 2)
+    z = likelihood_step(s, u, torch.ones(4, 1), torch.zeros(4, 1), generator)
+    assert torch.equal(z, u)  # rho = 0: z is tied to u
+
+
+@pytest.mark.parametrize("method", ["ancestral", "strided", "tweedie"])
+def test_prior_step_samples_the_gaussian_posterior(method):
+    """With an exact noise predictor for a Gaussian prior, p(u | z) is known in closed form."""
+    schedule = NoiseSchedule(512)
+    prior_mean, prior_var, rho = torch.tensor([1.0, -0.5]), 1.0, 0.8
+    oracle = GaussianOracle(schedule, prior_mean, prior_var)
+    n = 20_000
+    z = torch.tensor([[2.0, 0.5]]).expand(n, 2).contiguous()
+    generator = torch.Generator().manual_seed(1)
+    out, clamped = prior_step(oracle, schedule, z, torch.full((n,), rho), generator, method=method, n_steps=20)
+    expected_mean, expected_var = gaussian_posterior(z[0], prior_mean, prior_var, rho**2)
+    assert clamped == 0
+    np.testing.assert_allclose(out.mean(0).numpy(), expected_mean.numpy(), atol=0.03)
+    ratio = out.var(0).numpy() / expected_var
+    if method == "tweedie":
+        assert float(out.var(0).max()) < 1e-8  # a posterior-mean estimate, not a sample
+    elif method == "ancestral":
+        np.testing.assert_allclose(ratio, 1.0, atol=0.05)  # exact up to Monte Carlo error
+    else:
+        assert np.all((ratio > 0.75) & (ratio < 0.95))  # documented under-dispersion at 20 steps
+
+
+@pytest.mark.parametrize("method", ["gibbs", "direct"])
+def test_sampler_targets_the_inflated_posterior_and_is_scale_free(method):
+    """Target: prior x N(s; u, sigma2 (1 + rho^2)); rescaling the data rescales the result exactly."""
+    schedule = NoiseSchedule(512)
+    oracle = GaussianOracle(schedule, torch.zeros(2), 1.0)
+    settings = SamplerSettings(method=method, rho=0.5, rho_end=0.5, rho_schedule="constant", n_iter=20,
+                               prior_step="ancestral", n_samples=2000)
+    scores, sigma2 = np.array([[1.5, -1.0]], dtype=np.float32), np.array([0.6])
+    result = sample_posterior(oracle, schedule, scores, sigma2, 1.0, settings, seed=3, progress=False)
+    samples = result.samples[0]
+    mean, var = gaussian_posterior(torch.tensor(scores[0]), torch.zeros(2), 1.0, 0.6 * (1 + 0.5**2))
+    np.testing.assert_allclose(samples.mean(0), mean.numpy(), atol=0.05)
+    np.testing.assert_allclose(samples.var(0), [var] * 2, rtol=0.12)
+    scaled = sample_posterior(oracle, schedule, scores * 7.0, sigma2 * 49.0, 7.0, settings, seed=3,
+                              progress=False)
+    np.testing.assert_allclose(scaled.samples, result.samples * 7.0, rtol=1e-4, atol=1e-4)
+
+
+def test_sampler_is_reproducible_and_seed_dependent():
+    schedule = NoiseSchedule(512)
+    oracle = GaussianOracle(schedule, torch.zeros(3), 1.0)
+    settings = SamplerSettings(n_iter=3, n_samples=5)
+    scores, sigma2 = np.ones((10, 3), dtype=np.float32), np.full(10, 0.5)
+    a = sample_posterior(oracle, schedule, scores, sigma2, 1.0, settings, seed=0, progress=False)
+    b = sample_posterior(oracle, schedule, scores, sigma2, 1.0, settings, seed=0, progress=False)
+    c = sample_posterior(oracle, schedule, scores, sigma2, 1.0, settings, seed=1, progress=False)
+    np.testing.assert_array_equal(a.samples, b.samples)
+    assert not np.allclose(a.samples, c.samples)
+    assert a.spread.shape == (10,) and np.all(a.spread > 0)
+
+
+def test_clamped_steps_warn():
+    schedule = NoiseSchedule(64)
+    oracle = GaussianOracle(schedule, torch.zeros(2), 1.0)
+    settings = SamplerSettings(method="direct", rho=100.0, n_samples=2)
+    with pytest.warns(UserWarning, match="above the diffusion schedule"):
+        sample_posterior(oracle, schedule, np.ones((3, 2), dtype=np.float32), np.ones(3), 1.0, settings,
+                         progress=False)

@@ -1,0 +1,112 @@
+import numpy as np
+import pytest
+import scanpy as sc
+from conftest import assert_unchanged, make_clusters, snapshot
+
+import dice
+from dice._validation import DiceInputError
+
+
+def test_denoise_writes_documented_keys(trained_model, query):
+    assert dice.tl.denoise(query, model=trained_model, seed=0, progress=False, store_samples=True) is None
+    n, k = query.n_obs, trained_model.embedding.n_comps
+    assert query.obsm["X_dice"].shape == (n, k) and query.obsm["X_dice_pca"].shape == (n, k)
+    assert query.obsm["X_dice_samples"].shape[:2] == (n, dice.tl.PRESETS["default"]["n_samples"])
+    np.testing.assert_allclose(query.obsm["X_dice"], query.obsm["X_dice_samples"].mean(1), rtol=1e-5, atol=1e-5)
+    assert np.all(query.obs["dice_uncertainty"] > 0)
+    record = query.uns["dice"]
+    assert record["seed"] == 0 and record["mode"] == "default" and "versions" in record
+    assert record["n_genes_shared"] == 60 and "rho" in record["sampler"]
+
+
+def test_denoise_moves_cells_towards_their_cluster(trained_model):
+    """On noisy cells the posterior mean is closer to the true latent structure than the projection."""
+    noisy = make_clusters(300, seed=5, noise=2.0)
+    dice.tl.denoise(noisy, model=trained_model, seed=0, progress=False)
+    labels = noisy.obs["label"].to_numpy()
+    pca = dice.metrics.silhouette(noisy.obsm["X_dice_pca"], labels)
+    denoised = dice.metrics.silhouette(noisy.obsm["X_dice"], labels)
+    assert denoised > pca
+
+
+def test_same_seed_same_result_and_seed_matters(trained_model, query):
+    a, b, c = query.copy(), query.copy(), query.copy()
+    for adata, seed in ((a, 1), (b, 1), (c, 2)):
+        dice.tl.denoise(adata, model=trained_model, seed=seed, progress=False)
+    np.testing.assert_array_equal(a.obsm["X_dice"], b.obsm["X_dice"])
+    assert not np.array_equal(a.obsm["X_dice"], c.obsm["X_dice"])
+
+
+def test_copy_returns_new_object_and_leaves_input(trained_model, query):
+    before = snapshot(query)
+    out = dice.tl.denoise(query, model=trained_model, progress=False, copy=True, key_added="dz")
+    assert_unchanged(query, before)
+    assert "X_dz" in out.obsm and "dz_uncertainty" in out.obs and "dz" in out.uns
+
+
+def test_atlas_mode_trains_on_the_data_itself(query, torch_threads):
+    dice.tl.denoise(query, seed=0, progress=False, train_kwargs={"n_comps": 3, "n_steps": 100})
+    assert query.obsm["X_dice"].shape == (query.n_obs, 3)
+    assert query.uns["dice"]["prior_trained_on_this_data"]
+
+
+def test_scanpy_handoff(trained_model, query):
+    dice.tl.denoise(query, model=trained_model, progress=False)
+    sc.pp.neighbors(query, use_rep="X_dice", n_neighbors=10)
+    sc.tl.leiden(query, flavor="igraph", n_iterations=2, directed=False)
+    sc.tl.umap(query)
+    assert query.obsm["X_umap"].shape == (query.n_obs, 2) and query.obs["leiden"].nunique() >= 2
+
+
+def test_query_with_missing_genes_is_aligned(trained_model, query):
+    subset = query[:, query.var_names[::-1][:50]].copy()  # reordered, 10 genes missing
+    dice.tl.denoise(subset, model=trained_model, progress=False)
+    assert subset.uns["dice"]["n_genes_shared"] == 50
+
+
+@pytest.mark.parametrize(
+    ("mutate", "match"),
+    [
+        (lambda a: a.X.__setitem__((0, 0), np.nan), "NaN or infinite"),
+        (lambda a: setattr(a, "X", np.round(np.abs(a.X) * 30)), "raw counts"),
+    ],
+)
+def test_bad_values_are_refused_and_adata_untouched(trained_model, query, mutate, match):
+    mutate(query)
+    before = snapshot(query)
+    with pytest.raises(DiceInputError, match=match):
+        dice.tl.denoise(query, model=trained_model, progress=False)
+    assert_unchanged(query, before)
+
+
+def test_too_few_shared_genes_is_refused_and_adata_untouched(trained_model, query):
+    query.var_names = [f"other{i}" for i in range(query.n_vars)]
+    before = snapshot(query)
+    with pytest.raises(DiceInputError, match="Too few genes overlap"):
+        dice.tl.denoise(query, model=trained_model, progress=False)
+    assert_unchanged(query, before)
+
+
+@pytest.mark.parametrize(
+    ("options", "match"),
+    [({"mode": "fast"}, "mode must be"), ({"noise_var": "magic"}, "noise_var must be"),
+     ({"noise_var": -1.0}, "positive"), ({"sampler": "langevin"}, "sampler must be"),
+     ({"rho_schedule": "cosine"}, "rho_schedule")],
+)
+def test_bad_options_are_refused_and_adata_untouched(trained_model, query, options, match):
+    before = snapshot(query)
+    with pytest.raises(DiceInputError, match=match):
+        dice.tl.denoise(query, model=trained_model, progress=False, **options)
+    assert_unchanged(query, before)
+
+
+def test_empty_query_is_refused(trained_model, query):
+    with pytest.raises(DiceInputError, match="empty"):
+        dice.tl.denoise(query[:0].copy(), model=trained_model, progress=False)
+
+
+def test_train_prior_errors(reference):
+    with pytest.raises(DiceInputError, match="labels_key"):
+        dice.tl.train_prior(reference, labels_key="missing", progress=False)
+    with pytest.raises(DiceInputError, match="n_comps=100"):
+        dice.tl.train_prior(reference, n_comps=100, progress=False)
