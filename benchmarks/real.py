@@ -67,7 +67,8 @@ REPORT_NAME = "real.md"
 
 #: Methods in report order.
 METHODS: tuple[str, ...] = (
-    "pca", "knn5", "knn10", "knn15", "magic", "alra", "nmf", "scvi", "harmony", "dice_default", "dice_paper",
+    "pca", "knn5", "knn10", "knn15", "magic", "alra", "nmf", "scvi", "harmony", "dice_default", "dice_gibbs",
+    "dice_paper",
 )
 #: Peer methods -> (peers.EMBEDDERS key, python module the peer needs).
 PEERS: dict[str, tuple[str, str | None]] = {
@@ -81,7 +82,16 @@ PEERS: dict[str, tuple[str, str | None]] = {
     "scvi": ("scvi", "scvi"),
     "harmony": ("harmony", "harmonypy"),
 }
-DICE_METHODS = ("dice_default", "dice_paper")
+DICE_METHODS = ("dice_default", "dice_gibbs", "dice_paper")
+#: ``dice.tl.denoise`` arguments of each DICE row. ``dice_gibbs`` spells out the package's previous default
+#: (until 2026-11-25 04:21; the current default is the direct sampler at rho = 0).
+DICE_SETTINGS: dict[str, dict[str, Any]] = {
+    "dice_default": {"mode": "default"},
+    "dice_gibbs": {"mode": "default", "sampler": "gibbs", "prior_step": "strided", "n_prior_steps": 10,
+                   "rho": 5.0, "rho_end": 0.5, "rho_schedule": "linear", "n_iter": 20, "n_samples": 10,
+                   "noise_var": "dataset"},
+    "dice_paper": {"mode": "paper"},
+}
 LABELS: dict[str, str] = {
     "pca": "PCA (reference loadings)",
     "knn5": "kNN smoothing (k=5)",
@@ -93,6 +103,7 @@ LABELS: dict[str, str] = {
     "scvi": "scVI (10 latent)",
     "harmony": "Harmony",
     "dice_default": "DICE default",
+    "dice_gibbs": "DICE Gibbs 5→0.5 (prev. default)",
     "dice_paper": "DICE paper-exact",
 }
 #: Metric columns of the report tables: (record key, header, higher is better).
@@ -144,6 +155,7 @@ def run_task_seed(
     paper_n_iter: int | None = None,
     scvi_epochs: int | None = None,
     save_priors: Path | None = None,
+    load_priors: Path | None = None,
     log: Callable[[str], None] = print,
 ) -> list[dict[str, Any]]:
     """Embed the query of one prepared task with every method and score it.
@@ -159,6 +171,9 @@ def run_task_seed(
     save_priors
         Folder where the trained DICE prior is saved as ``{task}_seed{seed}`` (reused by
         ``real_ablation.py --priors``).
+    load_priors
+        Folder of priors saved by ``save_priors``; a prior found there is loaded instead of trained
+        (its training time is then not measured: ``train_seconds`` is NaN).
     log
         Where progress lines go.
 
@@ -211,6 +226,9 @@ def run_task_seed(
                     emb, wall, cpu = _timed(lambda fn=fn, kw=kw: fn(ref_split, query_split, **kw))
                 score(method, np.asarray(emb, dtype=np.float32), wall, cpu)
             elif method in DICE_METHODS:
+                saved = None if load_priors is None else load_priors / f"{task.spec.name}_seed{seed}"
+                if model is None and saved is not None and saved.exists():
+                    model = dice.models.DicePrior.load(saved, device="cpu")
                 if model is None:
                     train_kw = {} if n_steps is None else {"n_steps": n_steps}
                     model, train_seconds, train_cpu = _timed(
@@ -220,12 +238,13 @@ def run_task_seed(
                     )
                     if save_priors is not None:
                         model.save(save_priors / f"{task.spec.name}_seed{seed}", overwrite=True)
-                mode = "default" if method == "dice_default" else "paper"
-                dn_kw = {"n_iter": paper_n_iter} if (mode == "paper" and paper_n_iter is not None) else {}
+                dn_kw = dict(DICE_SETTINGS[method])
+                if method == "dice_paper" and paper_n_iter is not None:
+                    dn_kw["n_iter"] = paper_n_iter
                 query = task.query.copy()
                 _, wall, cpu = _timed(
-                    lambda q=query, m=model, mode=mode, dn_kw=dn_kw: dice.tl.denoise(
-                        q, model=m, mode=mode, seed=seed, progress=False, **dn_kw
+                    lambda q=query, m=model, dn_kw=dn_kw: dice.tl.denoise(
+                        q, model=m, seed=seed, progress=False, **dn_kw
                     )
                 )
                 extra = {"train_seconds": train_seconds, "train_cpu_seconds": train_cpu,
@@ -382,6 +401,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--report-only", action="store_true", help="rebuild the markdown from the CSV")
     parser.add_argument("--quick", action="store_true", help="smoke run (tiny data, short training)")
     parser.add_argument("--header", default=None, help="text placed at the top of the report")
+    parser.add_argument("--load-priors", type=Path, default=None,
+                        help="load DICE priors saved by --save-priors instead of training them")
     parser.add_argument("--save-priors", type=Path, default=None,
                         help="save each trained DICE prior here (for real_ablation.py --priors)")
     args = parser.parse_args(argv)
@@ -425,7 +446,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 recs = run_task_seed(task, todo, n_steps=quick.get("n_steps"),
                                      paper_n_iter=quick.get("paper_n_iter"),
                                      scvi_epochs=quick.get("scvi_epochs"),
-                                     save_priors=args.save_priors,
+                                     save_priors=args.save_priors, load_priors=args.load_priors,
                                      log=lambda s: print(s, flush=True))
                 frame = pd.DataFrame(recs)
                 if csv.exists():

@@ -9,18 +9,21 @@
 Same tasks, preprocessing and metrics as ``benchmarks/real.py`` (see ``_real_tasks.py``). One seed = one
 split, one trained prior per training configuration, one sampler seed. Every row changes ONE thing from the
 base configuration (package defaults: k = task default, D = 64, M = 2, 4000 steps, no mixup; sampler
-``mode="default"``: Gibbs, 10 strided prior steps, rho 5 → 0.5 linear over 20 iterations, 10 samples,
-``noise_var="dataset"``). The PCA rows are ``obsm["X_dice_pca"]`` for the same k.
+``mode="default"`` as the package defines it when the script runs -- at the time of writing: ``direct``
+sampler, ancestral prior steps, rho = 0 (the posterior under the estimated noise variance), 10 samples,
+Tweedie mean, ``noise_var="dataset"``). Sampler rows that name ``gibbs`` spell out every setting of the
+previous default (Gibbs, 10 strided steps, rho 5 → 0.5 linear over 20 iterations, 10 samples) and change
+one; ``direct rho R`` rows keep the current default and set rho. The PCA rows are ``obsm["X_dice_pca"]``.
 
 Groups (in the default order, most likely to matter first):
 
-``rho``      coupling schedule (relative to sigma): constant 0.5 / 1 / 2 / 5, linear 5 → 1, 5 → 2, 10 → 1,
-             10 → 2
-``noise``    ``noise_var`` = ``"cell"``, ``"reference"``, 1.0 (the paper's fixed sigma^2)
+``rho``      previous default (Gibbs 5 → 0.5) and Gibbs at constant 0.5 / 1 / 2 and linear 5 → 2; the direct
+             sampler at rho 0.5 / 1 / 2 (relative to sigma; target noise variance sigma^2 (1 + rho^2))
+``noise``    ``noise_var`` = ``"cell"``, 1.0 (the paper's fixed sigma^2)
 ``mixup``    same-label mixup on the reference labels (p = 0.9, the paper's augmentation)
 ``k``        latent dimension 15, 50 and the elbow rule (new prior each)
-``sampler``  ``sampler="direct"``; prior steps ancestral / tweedie / 30 strided; 1 or 30 samples
-``capacity`` network width D = 128 / 256, M = 4 blocks
+``sampler``  20 strided prior steps instead of ancestral; 1 sample
+``capacity`` network width D = 128, M = 4 blocks
 ``steps``    2000 and 10000 training steps
 
 ``--priors DIR`` reuses the base priors saved by ``real.py --save-priors DIR`` (``{task}_seed{seed}``).
@@ -70,32 +73,29 @@ class Config:
         return ",".join(f"{k}={v}" for k, v in sorted(self.train.items())) or "base"
 
 
-BASE = Config("base (default)", "base")
+#: The previous default preset (until 2026-11-25 04:21), spelled out so it does not depend on the preset.
+GIBBS = {"sampler": "gibbs", "prior_step": "strided", "n_prior_steps": 10, "rho": 5.0, "rho_end": 0.5,
+         "rho_schedule": "linear", "n_iter": 20, "n_samples": 10, "noise_var": "dataset"}
+BASE = Config("base (mode='default')", "base")
 CONFIGS: tuple[Config, ...] = (
     BASE,
-    Config("rho const 0.5", "rho", denoise={"rho": 0.5, "rho_schedule": "constant"}),
-    Config("rho const 1", "rho", denoise={"rho": 1.0, "rho_schedule": "constant"}),
-    Config("rho const 2", "rho", denoise={"rho": 2.0, "rho_schedule": "constant"}),
-    Config("rho const 5", "rho", denoise={"rho": 5.0, "rho_schedule": "constant"}),
-    Config("rho linear 5→1", "rho", denoise={"rho": 5.0, "rho_end": 1.0}),
-    Config("rho linear 5→2", "rho", denoise={"rho": 5.0, "rho_end": 2.0}),
-    Config("rho linear 10→1", "rho", denoise={"rho": 10.0, "rho_end": 1.0}),
-    Config("rho linear 10→2", "rho", denoise={"rho": 10.0, "rho_end": 2.0}),
+    Config("gibbs 5→0.5 (previous default)", "rho", denoise=GIBBS),
+    Config("gibbs const 0.5", "rho", denoise={**GIBBS, "rho": 0.5, "rho_schedule": "constant"}),
+    Config("gibbs const 1", "rho", denoise={**GIBBS, "rho": 1.0, "rho_schedule": "constant"}),
+    Config("gibbs const 2", "rho", denoise={**GIBBS, "rho": 2.0, "rho_schedule": "constant"}),
+    Config("gibbs linear 5→2", "rho", denoise={**GIBBS, "rho_end": 2.0}),
+    Config("direct rho 0.5", "rho", denoise={"rho": 0.5}),
+    Config("direct rho 1", "rho", denoise={"rho": 1.0}),
+    Config("direct rho 2", "rho", denoise={"rho": 2.0}),
     Config("noise_var cell", "noise", denoise={"noise_var": "cell"}),
-    Config("noise_var reference", "noise", denoise={"noise_var": "reference"}),
     Config("noise_var 1.0 (paper)", "noise", denoise={"noise_var": 1.0}),
     Config("mixup p=0.9 (reference labels)", "mixup", train={"labels_key": "__labels__"}),
     Config("k = 15", "k", train={"n_comps": 15}),
     Config("k = 50", "k", train={"n_comps": 50}),
     Config("k = elbow", "k", train={"n_comps": None}),
-    Config("sampler direct", "sampler", denoise={"sampler": "direct"}),
-    Config("prior_step tweedie", "sampler", denoise={"prior_step": "tweedie"}),
-    Config("prior_step strided 30", "sampler", denoise={"n_prior_steps": 30}),
-    Config("prior_step ancestral", "sampler", denoise={"prior_step": "ancestral"}),
+    Config("prior_step strided 20", "sampler", denoise={"prior_step": "strided", "n_prior_steps": 20}),
     Config("n_samples 1", "sampler", denoise={"n_samples": 1}),
-    Config("n_samples 30", "sampler", denoise={"n_samples": 30}),
     Config("D = 128", "capacity", train={"hidden_dim": 128}),
-    Config("D = 256", "capacity", train={"hidden_dim": 256}),
     Config("M = 4 blocks", "capacity", train={"n_blocks": 4}),
     Config("2000 steps", "steps", train={"n_steps": 2000}),
     Config("10000 steps", "steps", train={"n_steps": 10000}),
@@ -127,7 +127,10 @@ def _train(task: RealTask, config: Config, seed: int, priors: Path | None):
     if not config.train and priors is not None:
         path = priors / f"{task.spec.name}_seed{seed}"
         if path.exists():
-            return dice.models.DicePrior.load(path, device="cpu"), 0.0
+            try:
+                return dice.models.DicePrior.load(path, device="cpu"), 0.0
+            except Exception as error:  # being written by real.py: train instead
+                print(f"could not load {path} ({error!r}); training", flush=True)
     ref = task.ref
     if train.get("labels_key") == "__labels__":
         ref = task.ref.copy()
@@ -138,12 +141,37 @@ def _train(task: RealTask, config: Config, seed: int, priors: Path | None):
     return model, time.process_time() - cpu
 
 
+def _one(task: RealTask, config: Config, model, train_cpu: float, seed: int) -> list[dict[str, Any]]:
+    """Denoise the query with one configuration; its record, plus a PCA record when k is not the task's."""
+    import dice
+
+    query = task.query.copy()
+    cpu = time.process_time()
+    dice.tl.denoise(query, model=model, seed=seed, progress=False, **config.denoise)
+    cpu = time.process_time() - cpu
+    scores, emb = query.obsm["X_dice_pca"], query.obsm["X_dice"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        metrics = dice.metrics.evaluate(emb, task.query_labels, seed=seed)
+    base = {"task": task.spec.name, "seed": seed, "k": model.embedding.n_comps,
+            "noise_var_mean": float(query.uns["dice"]["noise_var_mean"])}
+    out = [{**base, "config": config.name, "group": config.group, "cpu_seconds": cpu,
+            "train_cpu_seconds": train_cpu, "shrink": spread_ratio(emb, scores), **metrics}]
+    if config is BASE or "n_comps" in config.train:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            pm = dice.metrics.evaluate(scores, task.query_labels, seed=seed)
+        label = "PCA" if config is BASE else f"PCA, {config.name}"
+        out.append({**base, "config": label, "group": "pca" if config is BASE else config.group,
+                    "cpu_seconds": 0.0, "train_cpu_seconds": 0.0, "shrink": 1.0, **pm})
+    return out
+
+
 def run(tasks: Sequence[str], seeds: Sequence[int], groups: Sequence[str], out: Path, *,
         priors: Path | None = None, resume: bool = False) -> pd.DataFrame:
     """Run the selected ablation groups; append records to ``out/real_ablation_records.csv``."""
     import torch
 
-    import dice
 
     torch.set_num_threads(1)
     csv = out / "real_ablation_records.csv"
@@ -153,58 +181,39 @@ def run(tasks: Sequence[str], seeds: Sequence[int], groups: Sequence[str], out: 
         done = set(zip(old["task"], old["seed"].astype(int), old["config"], strict=True))
     elif csv.exists():
         csv.unlink()
-    configs = [BASE] + [c for g in groups for c in CONFIGS if c.group == g]
     started = time.perf_counter()
+    task_cache: dict[tuple[str, int], RealTask] = {}
+    models: dict[tuple[str, int, str], tuple[Any, float]] = {}
+    # group by group (each over every seed), so that a cut-short run still has all seeds of the first groups
+    passes = [("base", [BASE])] + [(g, [c for c in CONFIGS if c.group == g]) for g in groups]
     for name in tasks:
-        for seed in seeds:
-            todo = [c for c in configs if (name, seed, c.name) not in done]
-            pca_todo = {c.train.get("n_comps", "task") for c in todo}
-            if not todo:
-                continue
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                task = prepare_task(name, seed)
-            models: dict[str, tuple[Any, float]] = {}
-            records = []
-            pca_done: set[Any] = set()
-            for config in todo:
-                key = config.train_key()
-                if key not in models:
-                    models[key] = _train(task, config, seed, priors)
-                model, train_cpu = models[key]
-                query = task.query.copy()
-                cpu = time.process_time()
-                dice.tl.denoise(query, model=model, seed=seed, progress=False, **config.denoise)
-                cpu = time.process_time() - cpu
-                scores = query.obsm["X_dice_pca"]
-                emb = query.obsm["X_dice"]
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
-                    metrics = dice.metrics.evaluate(emb, task.query_labels, seed=seed)
-                base = {"task": name, "seed": seed, "k": model.embedding.n_comps,
-                        "noise_var_mean": float(query.uns["dice"]["noise_var_mean"])}
-                records.append({**base, "config": config.name, "group": config.group, "cpu_seconds": cpu,
-                                "train_cpu_seconds": train_cpu, "shrink": spread_ratio(emb, scores),
-                                **metrics})
-                kk = config.train.get("n_comps", "task")
-                if kk in pca_todo and kk not in pca_done:
-                    pca_done.add(kk)
+        for _, configs in passes:
+            for seed in seeds:
+                todo = [c for c in configs if (name, seed, c.name) not in done]
+                if not todo:
+                    continue
+                if (name, seed) not in task_cache:
                     with warnings.catch_warnings():
                         warnings.simplefilter("ignore")
-                        pm = dice.metrics.evaluate(scores, task.query_labels, seed=seed)
-                    label = "PCA" if kk == "task" else f"PCA, {config.name}"
-                    records.append({**base, "config": label, "group": "pca" if kk == "task" else config.group,
-                                    "cpu_seconds": 0.0, "train_cpu_seconds": 0.0, "shrink": 1.0, **pm})
-                r = records[-1] if records[-1]["config"] == config.name else records[-2]
-                print(f"[{time.perf_counter() - started:6.0f}s] {name} s{seed} {config.name:32s} "
-                      f"ARI {r['leiden_oracle_ari']:.3f} NMI {r['leiden_oracle_nmi']:.3f} "
-                      f"stable {r['leiden_stable_ari']:.3f} sil {r['silhouette']:.3f} "
-                      f"knn {r['knn_accuracy']:.3f} shrink {r['shrink']:.2f} cpu {cpu:.1f}s", flush=True)
-                frame = pd.DataFrame(records)
-                if csv.exists():
-                    frame = pd.concat([pd.read_csv(csv), frame], ignore_index=True)
-                frame.to_csv(csv, index=False)
-                records = []
+                        task_cache[(name, seed)] = prepare_task(name, seed)
+                task = task_cache[(name, seed)]
+                for config in todo:
+                    key = (name, seed, config.train_key())
+                    if key not in models:
+                        models[key] = _train(task, config, seed, priors)
+                    model, train_cpu = models[key]
+                    records = _one(task, config, model, train_cpu, seed)
+                    done.update((name, seed, r["config"]) for r in records)
+                    r = records[0]
+                    print(f"[{time.perf_counter() - started:6.0f}s] {name} s{seed} {config.name:32s} "
+                          f"ARI {r['leiden_oracle_ari']:.3f} NMI {r['leiden_oracle_nmi']:.3f} "
+                          f"stable {r['leiden_stable_ari']:.3f} sil {r['silhouette']:.3f} "
+                          f"knn {r['knn_accuracy']:.3f} shrink {r['shrink']:.2f} "
+                          f"cpu {r['cpu_seconds']:.1f}s", flush=True)
+                    frame = pd.DataFrame(records)
+                    if csv.exists():
+                        frame = pd.concat([pd.read_csv(csv), frame], ignore_index=True)
+                    frame.to_csv(csv, index=False)
     return pd.read_csv(csv)
 
 

@@ -285,7 +285,7 @@ def results_markdown(records: pd.DataFrame, *, title: str = "Synthetic Setups 1â
     for setup in sorted(records["setup"].unique()):
         sub = records[records["setup"] == setup].copy()
         sub["order"] = sub["method"].map(method_sort_key)
-        sub = sub.sort_values(["order", "method", "seed"])
+        sub = sub.sort_values(["order"], kind="stable")  # variants keep their run order
         summary = dice.metrics.summarize(
             sub, by="method", metrics=["silhouette", "clisi", "mse", "mse_to_bayes", "seconds"]
         )
@@ -384,6 +384,8 @@ def main(argv: Sequence[str] | None = None) -> None:
                         help="instead of the table: paper protocol at these iteration counts on one seed "
                              "(first of --seeds) and setup (first of --setups), e.g. 1,10")
     parser.add_argument("--tag", default="", help="suffix of the output file names")
+    parser.add_argument("--render", action="store_true",
+                        help="only rewrite the markdown table from the existing records CSV")
     args = parser.parse_args(argv)
     set_threads(args.threads)
 
@@ -394,6 +396,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     sizes = QUICK_SIZES if args.quick else FULL_SIZES
     tag = args.tag or ("_quick" if args.quick else "")
     started = time.perf_counter()
+    if args.render:
+        frame = pd.read_csv(out / f"synthetic_records{tag}.csv", dtype={"setup": str})
+        text = results_markdown(frame) + "\n"
+        (out / f"synthetic_table{tag}.md").write_text(text)
+        print(text)
+        return
     if args.check_iters:
         iters = [int(i) for i in args.check_iters.split(",")]
         frame = check_iterations(seeds[0], iters, sizes=sizes, setup=setups[0])

@@ -1,8 +1,8 @@
 import anndata as ad
 import pytest
-from conftest import make_clusters
 
 from dice.cli import main
+from helpers import make_clusters
 
 
 def test_train_then_denoise_from_files(tmp_path, torch_threads, capsys):

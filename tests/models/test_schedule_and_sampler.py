@@ -106,7 +106,8 @@ def test_sampler_targets_the_inflated_posterior_and_is_scale_free(method):
 def test_sampler_is_reproducible_and_seed_dependent():
     schedule = NoiseSchedule(512)
     oracle = GaussianOracle(schedule, torch.zeros(3), 1.0)
-    settings = SamplerSettings(n_iter=3, n_samples=5)
+    settings = SamplerSettings(method="gibbs", rho=2.0, rho_end=0.5, rho_schedule="linear", n_iter=3,
+                               prior_step="strided", n_samples=5)
     scores, sigma2 = np.ones((10, 3), dtype=np.float32), np.full(10, 0.5)
     a = sample_posterior(oracle, schedule, scores, sigma2, 1.0, settings, seed=0, progress=False)
     b = sample_posterior(oracle, schedule, scores, sigma2, 1.0, settings, seed=0, progress=False)
@@ -123,3 +124,16 @@ def test_clamped_steps_warn():
     with pytest.warns(UserWarning, match="above the diffusion schedule"):
         sample_posterior(oracle, schedule, np.ones((3, 2), dtype=np.float32), np.ones(3), 1.0, settings,
                          progress=False)
+
+
+def test_tweedie_mean_is_the_exact_posterior_mean_under_a_gaussian_prior():
+    schedule = NoiseSchedule(512)
+    prior_mean = torch.tensor([0.5, -1.0])
+    oracle = GaussianOracle(schedule, prior_mean, 1.0)
+    settings = SamplerSettings(n_samples=2)  # direct sampler, Tweedie mean
+    scores = np.array([[2.0, 0.0], [-1.0, 1.5]], dtype=np.float32)
+    sigma2 = np.array([0.3, 0.8])
+    result = sample_posterior(oracle, schedule, scores * 3.0, sigma2 * 9.0, 3.0, settings, progress=False)
+    for cell in range(2):
+        expected, _ = gaussian_posterior(torch.tensor(scores[cell]), prior_mean, 1.0, float(sigma2[cell]))
+        np.testing.assert_allclose(result.mean[cell] / 3.0, expected.numpy(), atol=0.01)

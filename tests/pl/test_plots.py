@@ -2,11 +2,11 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-import matplotlib.pyplot as plt  # noqa: E402
-import pytest  # noqa: E402
+import matplotlib.pyplot as plt
+import pytest
 
-import dice  # noqa: E402
-from dice._validation import DiceInputError  # noqa: E402
+import dice
+from dice._validation import DiceInputError
 
 
 @pytest.fixture()
@@ -37,7 +37,7 @@ def test_plots_save_when_asked(denoised, tmp_path):
 
 
 def test_plot_errors_are_clear(trained_model, query):
-    with pytest.raises(DiceInputError, match="Run dice.tl.denoise"):
+    with pytest.raises(DiceInputError, match=r"Run dice\.tl\.denoise"):
         dice.pl.embedding_comparison(query, method="pca")
     dice.tl.denoise(query, model=trained_model, progress=False)
     with pytest.raises(DiceInputError, match="not a column"):

@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
-from conftest import make_clusters
 
 import dice
 from dice._validation import DiceInputError
+from helpers import make_clusters
 
 
 def test_loadings_are_orthonormal_and_projection_matches():

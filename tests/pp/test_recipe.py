@@ -2,10 +2,10 @@ import anndata as ad
 import numpy as np
 import pytest
 import scipy.sparse as sp
-from conftest import assert_unchanged, snapshot
 
 import dice
 from dice._validation import DiceInputError
+from helpers import assert_unchanged, snapshot
 
 
 def _counts(n_cells=300, n_genes=400, seed=0):

@@ -2,10 +2,10 @@ import anndata as ad
 import numpy as np
 import pytest
 import scipy.sparse as sp
-from conftest import assert_unchanged, make_clusters, snapshot
 
 import dice
 from dice._validation import DiceInputError, check_adata, looks_like_counts
+from helpers import assert_unchanged, make_clusters, snapshot
 
 
 def test_nan_and_inf_are_refused_and_adata_untouched():
@@ -46,7 +46,7 @@ def test_missing_layer_message_lists_layers():
 
 def test_align_reorders_and_fills_missing_genes_with_mean():
     adata = make_clusters(30, n_genes=20)
-    reference_genes = list(adata.var_names[::-1]) + ["extra"]
+    reference_genes = [*adata.var_names[::-1], "extra"]
     alignment = dice.pp.align_genes(adata, reference_genes, min_shared=0.5)
     assert alignment.n_shared == 20
     fill = np.arange(21, dtype=np.float32)

@@ -1,17 +1,22 @@
 import numpy as np
 import pytest
 import scanpy as sc
-from conftest import assert_unchanged, make_clusters, snapshot
 
 import dice
 from dice._validation import DiceInputError
+from helpers import assert_unchanged, make_clusters, snapshot
 
 
 def test_denoise_writes_documented_keys(trained_model, query):
     assert dice.tl.denoise(query, model=trained_model, seed=0, progress=False, store_samples=True) is None
     n, k = query.n_obs, trained_model.embedding.n_comps
     assert query.obsm["X_dice"].shape == (n, k) and query.obsm["X_dice_pca"].shape == (n, k)
-    assert query.obsm["X_dice_samples"].shape[:2] == (n, dice.tl.PRESETS["default"]["n_samples"])
+    samples = query.obsm["X_dice_samples"]
+    assert samples.shape[:2] == (n, dice.tl.PRESETS["default"]["n_samples"])
+    # the Tweedie mean and the sample average estimate the same posterior mean
+    spread = np.sqrt(samples.var(axis=1).mean())
+    assert np.sqrt(((query.obsm["X_dice"] - samples.mean(1)) ** 2).mean()) < spread
+    dice.tl.denoise(query, model=trained_model, seed=0, progress=False, store_samples=True, mean_estimate="samples")
     np.testing.assert_allclose(query.obsm["X_dice"], query.obsm["X_dice_samples"].mean(1), rtol=1e-5, atol=1e-5)
     assert np.all(query.obs["dice_uncertainty"] > 0)
     record = query.uns["dice"]
@@ -32,9 +37,11 @@ def test_denoise_moves_cells_towards_their_cluster(trained_model):
 def test_same_seed_same_result_and_seed_matters(trained_model, query):
     a, b, c = query.copy(), query.copy(), query.copy()
     for adata, seed in ((a, 1), (b, 1), (c, 2)):
-        dice.tl.denoise(adata, model=trained_model, seed=seed, progress=False)
+        dice.tl.denoise(adata, model=trained_model, seed=seed, progress=False, store_samples=True)
     np.testing.assert_array_equal(a.obsm["X_dice"], b.obsm["X_dice"])
-    assert not np.array_equal(a.obsm["X_dice"], c.obsm["X_dice"])
+    np.testing.assert_array_equal(a.obsm["X_dice_samples"], b.obsm["X_dice_samples"])
+    assert not np.array_equal(a.obsm["X_dice_samples"], c.obsm["X_dice_samples"])
+    np.testing.assert_array_equal(a.obsm["X_dice"], c.obsm["X_dice"])  # the Tweedie mean is deterministic
 
 
 def test_copy_returns_new_object_and_leaves_input(trained_model, query):

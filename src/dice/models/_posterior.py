@@ -23,22 +23,30 @@ class SamplerSettings:
     schedule; its u-marginal targets the posterior under noise variance ``sigma^2 (1 + rho^2)``.
     ``method="direct"`` draws from that same target in one reverse diffusion (exact for Gaussian noise
     with orthonormal loadings, which is our model), using ``rho`` as the constant coupling.
+
+    ``mean_estimate`` sets how the posterior mean is estimated: ``"samples"`` averages the draws;
+    ``"tweedie"`` (direct sampler only) uses the network's one-call estimate ``E[u | V^T x]`` at the
+    target noise level, which has no Monte Carlo error (measured: closer to the exact Bayes mean than
+    a 50-sample average on the paper's Setup 1).
     """
 
-    method: str = "gibbs"
-    rho: float = 5.0
-    rho_end: float = 0.5
-    rho_schedule: str = "linear"
-    n_iter: int = 100
-    prior_step: str = "strided"
-    n_prior_steps: int = 10
+    method: str = "direct"
+    rho: float = 0.0
+    rho_end: float = 0.0
+    rho_schedule: str = "constant"
+    n_iter: int = 1
+    prior_step: str = "ancestral"
+    n_prior_steps: int = 20
     n_samples: int = 10
+    mean_estimate: str = "tweedie"
 
     def validate(self) -> None:
         if self.method not in ("gibbs", "direct"):
             raise ValueError(f"sampler must be 'gibbs' or 'direct', got {self.method!r}")
         if self.rho < 0 or self.rho_end < 0:
             raise ValueError("rho and rho_end must be non-negative")
+        if self.mean_estimate not in ("tweedie", "samples"):
+            raise ValueError(f"mean_estimate must be 'tweedie' or 'samples', got {self.mean_estimate!r}")
         if self.n_samples < 1 or self.n_iter < 1 or self.n_prior_steps < 1:
             raise ValueError("n_samples, n_iter and n_prior_steps must be at least 1")
         rho_schedule(self.rho_schedule, self.rho, self.rho_end, self.n_iter)
@@ -50,10 +58,12 @@ class PosteriorSamples:
 
     samples: np.ndarray
     n_clamped: int
+    tweedie_mean: np.ndarray | None = None
 
     @property
     def mean(self) -> np.ndarray:
-        return self.samples.mean(axis=1)
+        """The posterior-mean estimate: the Tweedie estimate when computed, else the sample average."""
+        return self.tweedie_mean if self.tweedie_mean is not None else self.samples.mean(axis=1)
 
     @property
     def spread(self) -> np.ndarray:
@@ -124,6 +134,9 @@ def sample_posterior(
                 bar.update(1)
         out[start:stop] = u.cpu().numpy()
     bar.close()
+    tweedie_mean = None
+    if settings.method == "direct" and settings.mean_estimate == "tweedie":
+        tweedie_mean = _tweedie_mean(network, schedule, scores, sigma2, latent_scale, settings.rho, device, batch_size)
     if n_clamped:
         warnings.warn(
             f"{n_clamped} prior steps asked for a noise level above the diffusion schedule's maximum "
@@ -131,4 +144,18 @@ def sample_posterior(
             "or train the prior with a longer schedule (n_timesteps) or larger beta_end.",
             stacklevel=3,
         )
-    return PosteriorSamples(out.reshape(n_cells, settings.n_samples, n_latent), n_clamped)
+    return PosteriorSamples(out.reshape(n_cells, settings.n_samples, n_latent), n_clamped, tweedie_mean)
+
+
+def _tweedie_mean(network, schedule, scores, sigma2, latent_scale, rho, device, batch_size) -> np.ndarray:
+    """One deterministic network call per cell: ``E[u | s]`` at the direct sampler's target noise level."""
+    means = np.empty_like(scores, dtype=np.float32)
+    generator = torch.Generator(device=device)  # unused by the deterministic step
+    for start in range(0, len(scores), batch_size):
+        stop = min(start + batch_size, len(scores))
+        s = torch.as_tensor(np.asarray(scores[start:stop], dtype=np.float32), device=device)
+        sig2 = torch.as_tensor(np.asarray(sigma2[start:stop]), device=device, dtype=torch.float32)[:, None]
+        level = torch.sqrt(sig2 * (1.0 + rho**2)) / latent_scale
+        u, _ = prior_step(network, schedule, s / latent_scale, level, generator, method="tweedie")
+        means[start:stop] = (u * latent_scale).cpu().numpy()
+    return means

@@ -12,18 +12,28 @@ from .._validation import DiceInputError, check_adata
 
 __all__ = ["PRESETS", "denoise"]
 
-# "default" was chosen by measurement (BENCHMARKS.md, "Choosing the default sampler"); "paper" follows
-# the authors' real-data protocol: split Gibbs, full ancestral prior steps, rho 5 -> 0.5 linear over
-# 100 iterations, sigma^2 = 1 in standardised units, one sample.
+# "default" was chosen by measurement (BENCHMARKS.md, "Choosing the default sampler"): with Gaussian
+# noise and orthonormal loadings the posterior of u given x is the prior times N(V^T x; u, sigma^2 I),
+# so one reverse diffusion from the matching noise level draws from it exactly (given the prior), at
+# t0 network calls per sample and without the Gibbs chain's mixing error. "paper" follows the authors'
+# real-data protocol: split Gibbs, full ancestral prior steps, rho 5 -> 0.5 linear over 100 iterations,
+# sigma^2 = 1 in standardised units, one sample.
 PRESETS: dict[str, dict] = {
     "default": {
-        "method": "gibbs", "prior_step": "strided", "n_prior_steps": 10, "rho": 5.0, "rho_end": 0.5,
-        "rho_schedule": "linear", "n_iter": 20, "n_samples": 10, "noise_var": "dataset",
+        "method": "direct", "prior_step": "ancestral", "n_prior_steps": 20, "rho": 0.0, "rho_end": 0.0,
+        "rho_schedule": "constant", "n_iter": 1, "n_samples": 10, "noise_var": "dataset",
+        "mean_estimate": "tweedie",
     },
     "paper": {
         "method": "gibbs", "prior_step": "ancestral", "n_prior_steps": 1, "rho": 5.0, "rho_end": 0.5,
         "rho_schedule": "linear", "n_iter": 100, "n_samples": 1, "noise_var": 1.0,
+        "mean_estimate": "samples",
     },
+}
+
+MEAN_DEFINITION = {
+    "tweedie": "one-call Tweedie estimate E[u | V^T x] at the target noise level (no Monte Carlo error)",
+    "samples": "average of the n_samples posterior draws",
 }
 
 UNCERTAINTY_DEFINITION = (
@@ -72,6 +82,7 @@ def denoise(
     n_prior_steps: int | None = None,
     n_samples: int | None = None,
     noise_var: str | float | None = None,
+    mean_estimate: str | None = None,
     min_shared: float = 0.5,
     store_samples: bool = False,
     key_added: str = "dice",
@@ -92,7 +103,8 @@ def denoise(
         A :class:`dice.models.DicePrior` from :func:`dice.tl.train_prior`. ``None`` trains one on
         ``adata`` itself first (atlas construction), with ``train_kwargs`` and ``seed``.
     mode
-        ``"default"`` (fast, chosen by measurement) or ``"paper"`` (the authors' protocol: full
+        ``"default"`` (exact posterior draws: ``sampler="direct"``, ``prior_step="ancestral"``, rho 0,
+        10 samples, sigma^2 estimated on ``adata``; chosen by measurement) or ``"paper"`` (the authors' protocol: full
         ancestral prior steps, 100 iterations, rho 5 -> 0.5, sigma^2 = 1, one sample; slow). Any option
         below overrides the preset. Deliberate differences from the authors' code, in both modes: t0 is
         the first step whose noise reaches rho and the input noise is topped up to exactly that level
@@ -110,7 +122,11 @@ def denoise(
         ``"ancestral"`` (every DDPM step from t0, the paper), ``"strided"`` (``n_prior_steps`` steps)
         or ``"tweedie"`` (one-call posterior-mean estimate; not a sample, under-states uncertainty).
     n_samples
-        Independent chains; their mean is the embedding, their spread the uncertainty.
+        Independent posterior draws; their spread is the uncertainty.
+    mean_estimate
+        How ``X_dice`` estimates the posterior mean: ``"tweedie"`` (default with the direct sampler:
+        the network's one-call ``E[u | x]`` at the target noise level, free of Monte Carlo error) or
+        ``"samples"`` (the average of the draws; always used by the Gibbs sampler).
     noise_var
         sigma^2 per gene in standardised units: ``"dataset"`` (mean residual variance of ``adata``
         outside the k loadings), ``"cell"`` (each cell's own residual variance), ``"reference"`` (the
@@ -146,7 +162,7 @@ def denoise(
     overrides = {
         "method": sampler, "rho": rho, "rho_end": rho_end, "rho_schedule": rho_schedule, "n_iter": n_iter,
         "prior_step": prior_step, "n_prior_steps": n_prior_steps, "n_samples": n_samples,
-        "noise_var": noise_var,
+        "noise_var": noise_var, "mean_estimate": mean_estimate,
     }
     options.update({k: v for k, v in overrides.items() if v is not None})
     noise_spec = options.pop("noise_var")
@@ -202,6 +218,7 @@ def _record(model, settings, noise_spec, sigma2, posterior, mode, seed, trained_
         "n_genes_shared": int(np.isin(model.embedding.genes, adata.var_names).sum()),
         "n_clamped_prior_steps": posterior.n_clamped,
         "uncertainty": UNCERTAINTY_DEFINITION,
+        "posterior_mean": MEAN_DEFINITION["tweedie" if posterior.tweedie_mean is not None else "samples"],
         "embedding_key": f"X_{key_added}",
         "seed": seed,
         "prior_trained_on_this_data": trained_here,
