@@ -22,9 +22,10 @@ Protocol (one seed = one dataset draw, one trained prior, one set of sampler see
   ``DICE default``
       ``dice.tl.denoise(mode="default")``.
   ``DICE prior-heavy (rho=R)``
-      The default sampler (Gibbs, 10 strided prior steps, 10 chains) at a constant relative rho ``R``
-      (``--heavy-rhos``), 2 iterations: it targets the posterior under noise variance sigma^2 (1 + R^2),
-      i.e. it trusts the prior more than the data warrant.
+      ``mode="default"`` at a constant relative rho ``R`` (``--heavy-rhos``; 2 iterations when the
+      default sampler is the Gibbs one): it targets the posterior under noise variance sigma^2 (1 + R^2),
+      i.e. it trusts the prior more than the data warrant. (The default was the Gibbs sampler with 10
+      strided prior steps until Nov 25; it is now the direct sampler: see BENCHMARKS.md.)
   ``Bayes posterior mean``
       ``E[u | x]`` under the query's own generative model, mapped to embedding coordinates
       (:func:`dice.datasets.to_embedding_coords`). Exact for Setups 1 and 2. Setups 3 and 4 have Student-t

@@ -9,7 +9,7 @@ import pandas as pd
 import scipy.sparse as sp
 from anndata import AnnData
 
-from .._validation import DiceInputError, get_matrix
+from .._validation import DiceInputError
 
 __all__ = ["GeneAlignment", "align_genes"]
 
@@ -90,7 +90,3 @@ def align_genes(
         logger.info(message)
     return alignment
 
-
-def aligned_matrix(adata: AnnData, alignment: GeneAlignment, fill_value: np.ndarray, layer: str | None):
-    """Dense float32 matrix of ``adata`` in reference gene order."""
-    return alignment.dense(get_matrix(adata, layer), fill_value)
