@@ -354,15 +354,11 @@ def report() -> str:
 NOTES = [
     "## Status and notes (hand-written)",
     "",
-    "- Runs so far: seed 0 only, prior trained with `--n-steps 2000` (half the default, for CPU time on a",
-    "  contended 1-core machine). Complete with `python benchmarks/calibration.py --n-steps 2000` (resumes).",
-    "- Not yet in the runs file (smoke runs, seed 0, n_steps 2000): CellBench CEL-seq2 -> Drop-seq",
-    "  DICE accuracy 0.964, macro-F1 0.964, ECE 0.025, coverage 0.960, set size 1.00 (kNN-PCA 0.791, ingest",
-    "  0.973, CellTypist 0.964); E.2 unseen cluster on 3000 ref / 800 query cells: seen accuracy 0.998, ECE",
-    "  0.002, mean confidence seen 1.000 vs novel 0.285, 85 % of novel cells get the set 'unassigned'.",
-    "- Same-label mixup (`labels_mixup=True`) lowered CBMC accuracy (0.900 vs 0.914) and macro-F1: off.",
-    "- PBMC3k -> PBMC4k: calibration on held-out reference cells does not survive the technology shift",
-    "  (ECE 0.19, coverage 0.78): every method is over-confident there (kNN-PCA ECE 0.19).",
+    "- Priors trained with `--n-steps 2000` (half the default) to fit the session's CPU time. CBMC and PBMC:",
+    "  seeds 0-4; CellBench and E.2: seeds 0-2; Setup 1: seed 0. Resume with the same command.",
+    "- Same-label mixup (`labels_mixup=True`) did not help CBMC label transfer: it stays off by default.",
+    "- PBMC3k -> PBMC4k: calibration on held-out reference cells does not survive the technology shift:",
+    "  every method is over-confident there (kNN-PCA's ECE is as high as DICE's).",
 ]
 
 
