@@ -112,9 +112,8 @@ def sample_posterior(
         s = torch.as_tensor(row_scores[start:stop], device=device)
         sig2 = torch.as_tensor(row_sigma2[start:stop], device=device, dtype=torch.float32)[:, None]
         if settings.method == "direct":
-            level = torch.sqrt(sig2 * (1.0 + settings.rho**2)) / latent_scale
             u, clamped = prior_step(
-                network, schedule, s / latent_scale, level, generator,
+                network, schedule, s / latent_scale, _direct_level(sig2, settings.rho, latent_scale), generator,
                 method=settings.prior_step, n_steps=settings.n_prior_steps,
             )
             u = u * latent_scale
@@ -147,6 +146,11 @@ def sample_posterior(
     return PosteriorSamples(out.reshape(n_cells, settings.n_samples, n_latent), n_clamped, tweedie_mean)
 
 
+def _direct_level(sig2: torch.Tensor, rho: float, latent_scale: float) -> torch.Tensor:
+    """The direct sampler's target noise sd ``sigma sqrt(1 + rho^2)``, in the network's units."""
+    return torch.sqrt(sig2 * (1.0 + rho**2)) / latent_scale
+
+
 def _tweedie_mean(network, schedule, scores, sigma2, latent_scale, rho, device, batch_size) -> np.ndarray:
     """One deterministic network call per cell: ``E[u | s]`` at the direct sampler's target noise level."""
     means = np.empty_like(scores, dtype=np.float32)
@@ -155,7 +159,7 @@ def _tweedie_mean(network, schedule, scores, sigma2, latent_scale, rho, device, 
         stop = min(start + batch_size, len(scores))
         s = torch.as_tensor(np.asarray(scores[start:stop], dtype=np.float32), device=device)
         sig2 = torch.as_tensor(np.asarray(sigma2[start:stop]), device=device, dtype=torch.float32)[:, None]
-        level = torch.sqrt(sig2 * (1.0 + rho**2)) / latent_scale
+        level = _direct_level(sig2, rho, latent_scale)
         u, _ = prior_step(network, schedule, s / latent_scale, level, generator, method="tweedie")
         means[start:stop] = (u * latent_scale).cpu().numpy()
     return means
