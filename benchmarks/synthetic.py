@@ -21,6 +21,9 @@ Protocol (one seed = one dataset draw, one trained prior, one set of sampler see
       iteration draws from the same distribution (DESIGN.md lesson 3); ``--check-iters`` measures this.
   ``DICE default``
       ``dice.tl.denoise(mode="default")``.
+  ``DICE isotropic likelihood``
+      The default with ``likelihood="isotropic"`` (every gene equally noisy, ``V^T x`` as the measurement:
+      the paper's model and this package's default until Nov 25).
   ``DICE prior-heavy (rho=R)``
       ``mode="default"`` at a constant relative rho ``R`` (``--heavy-rhos``; 2 iterations when the
       default sampler is the Gibbs one): it targets the posterior under noise variance sigma^2 (1 + R^2),
@@ -87,6 +90,7 @@ METHOD_ORDER = (
     "PCA",
     "DICE paper (synthetic)",
     "DICE default",
+    "DICE isotropic likelihood",
     "DICE prior-heavy",
     "Bayes posterior mean",
     "Clean latents",
@@ -235,6 +239,9 @@ def run_seed(
         rows.append(("DICE paper (synthetic)", np.asarray(query.obsm["X_dice"], np.float64), seconds_paper,
                      clamped_paper, 20.0))
         rows.append(("DICE default", default, seconds, clamped, float("nan")))
+        seconds_iso, clamped_iso = quiet_denoise(query, model, mode="default", likelihood="isotropic", seed=seed)
+        rows.append(("DICE isotropic likelihood", np.asarray(query.obsm["X_dice"], np.float64), seconds_iso,
+                     clamped_iso, float("nan")))
         for rho in heavy_rhos:
             seconds_heavy, clamped_heavy = quiet_denoise(
                 query, model, mode="default", rho=rho, rho_schedule="constant", n_iter=2, seed=seed
@@ -336,6 +343,28 @@ def results_markdown(records: pd.DataFrame, *, title: str = "Synthetic Setups 1�
             f"{cell('PCA', 'clisi')} | {cell('DICE paper (synthetic)', 'clisi')} | "
             f"{cell('DICE default', 'clisi')} | {cell('Bayes posterior mean', 'clisi')} |"
         )
+    lines.append("")
+    lines.append("**Fidelity**: MSE to the clean latents, and its ratio to the Bayes mean's (per seed, then mean ± sd)")
+    lines.append("")
+    fid = ["PCA", "DICE default", "DICE isotropic likelihood", "DICE paper (synthetic)"]
+    lines.append("| setup | MSE Bayes | " + " | ".join(f"MSE {m}" for m in fid) + " | "
+                 + " | ".join(f"{m} ÷ Bayes" for m in fid) + " |")
+    lines.append("|---|" + "---:|" * (1 + 2 * len(fid)))
+    for setup in sorted(records["setup"].unique()):
+        sub = records[records["setup"] == setup]
+        bayes = sub[sub["method"] == "Bayes posterior mean"].set_index("seed")["mse"]
+
+        def mean_sd(values: np.ndarray, digits: int = 3) -> str:
+            values = np.asarray(values, dtype=float)
+            if values.size == 0:
+                return "–"
+            sd = f" ± {values.std(ddof=1):.{digits}f}" if values.size > 1 else ""
+            return f"{values.mean():.{digits}f}{sd}"
+
+        mses = [sub[sub["method"] == m].set_index("seed")["mse"] for m in fid]
+        ratios = [(m / bayes).dropna().to_numpy() for m in mses]
+        lines.append(f"| {setup} | {mean_sd(bayes.to_numpy())} | " + " | ".join(mean_sd(m.to_numpy()) for m in mses)
+                     + " | " + " | ".join(mean_sd(r) for r in ratios) + " |")
     return "\n".join(lines)
 
 

@@ -54,6 +54,7 @@ def test_save_load_round_trip_gives_identical_results(tmp_path, trained_model, q
     dice.tl.denoise(b, model=loaded, seed=4, progress=False)
     np.testing.assert_array_equal(a.obsm["X_dice"], b.obsm["X_dice"])
     assert loaded.history["loss"] == trained_model.history["loss"]
+    np.testing.assert_array_equal(loaded.embedding.gene_noise_var, trained_model.embedding.gene_noise_var)
 
 
 def test_save_refuses_to_overwrite(tmp_path, trained_model):

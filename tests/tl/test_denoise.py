@@ -98,7 +98,8 @@ def test_too_few_shared_genes_is_refused_and_adata_untouched(trained_model, quer
     ("options", "match"),
     [({"mode": "fast"}, "mode must be"), ({"noise_var": "magic"}, "noise_var must be"),
      ({"noise_var": -1.0}, "positive"), ({"sampler": "langevin"}, "sampler must be"),
-     ({"rho_schedule": "cosine"}, "rho_schedule")],
+     ({"rho_schedule": "cosine"}, "rho_schedule"), ({"likelihood": "poisson"}, "likelihood must be"),
+     ({"noise_var": 0.5}, "likelihood='isotropic'")],
 )
 def test_bad_options_are_refused_and_adata_untouched(trained_model, query, options, match):
     before = snapshot(query)
@@ -117,3 +118,25 @@ def test_train_prior_errors(reference):
         dice.tl.train_prior(reference, labels_key="missing", progress=False)
     with pytest.raises(DiceInputError, match="n_comps=100"):
         dice.tl.train_prior(reference, n_comps=100, progress=False)
+
+
+def test_likelihoods_differ_and_are_recorded(trained_model, query):
+    weighted, isotropic = query.copy(), query.copy()
+    dice.tl.denoise(weighted, model=trained_model, seed=0, progress=False)
+    dice.tl.denoise(isotropic, model=trained_model, seed=0, progress=False, likelihood="isotropic", noise_var=0.5)
+    assert weighted.uns["dice"]["likelihood"] == "gene_weighted"
+    assert isotropic.uns["dice"]["likelihood"] == "isotropic"
+    assert not np.allclose(weighted.obsm["X_dice"], isotropic.obsm["X_dice"])
+    np.testing.assert_array_equal(weighted.obsm["X_dice_pca"], isotropic.obsm["X_dice_pca"])  # V^T x in both
+    np.testing.assert_allclose(isotropic.obs["dice_noise_sd"], np.sqrt(0.5), rtol=1e-6)
+
+
+def test_model_without_gene_noise_falls_back_with_a_warning(trained_model, query):
+    import copy
+
+    old = copy.copy(trained_model)
+    old.embedding = copy.copy(trained_model.embedding)
+    old.embedding.gene_noise_var = None
+    with pytest.warns(UserWarning, match="older dice"):
+        dice.tl.denoise(query, model=old, seed=0, progress=False)
+    assert query.uns["dice"]["likelihood"] == "isotropic"

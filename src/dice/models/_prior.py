@@ -193,6 +193,8 @@ class DicePrior:
             "embedding.loadings": torch.as_tensor(emb.loadings),
             "embedding.singular_values": torch.as_tensor(np.asarray(emb.singular_values)),
         })
+        if emb.gene_noise_var is not None:
+            tensors["embedding.gene_noise_var"] = torch.as_tensor(emb.gene_noise_var)
         (directory / CONFIG_FILE).write_text(json.dumps(config, indent=1))
         torch.save(tensors, directory / WEIGHTS_FILE)
         return directory
@@ -222,10 +224,13 @@ class DicePrior:
                 f"{directory}: the gene list in {CONFIG_FILE} ({len(genes)} genes) does not match the "
                 f"saved loadings {tuple(loadings.shape)}; the directory is corrupted or mixed. Re-save it."
             )
+        # absent from models saved before the gene-weighted likelihood (denoise then falls back, with a warning)
+        gene_noise_var = tensors.get("embedding.gene_noise_var")
         embedding = LinearEmbedding(
             genes=genes, mean=tensors["embedding.mean"].numpy(), std=tensors["embedding.std"].numpy(),
             loadings=loadings, singular_values=tensors["embedding.singular_values"].numpy(),
             noise_var=float(config["noise_var"]), max_value=config["max_value"],
+            gene_noise_var=None if gene_noise_var is None else gene_noise_var.numpy(),
         )
         net = config["network"]
         network = DiffusionMLP(

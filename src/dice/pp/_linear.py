@@ -15,6 +15,8 @@ __all__ = ["LinearEmbedding", "choose_n_comps"]
 
 ELBOW_MIN_COMPS = 10
 ELBOW_MAX_COMPS = 50
+#: Per-gene noise variances are floored at this fraction of their median (see ``_gene_residual_var``).
+GENE_NOISE_FLOOR = 0.1
 
 
 def choose_n_comps(
@@ -47,6 +49,8 @@ class LinearEmbedding:
     ``min((x - mean) / std, max_value)`` and embedded as ``loadings.T @ x_std``. ``noise_var`` is the
     reference's residual variance per gene after removing the top ``k`` components, in standardised
     units: the estimate of the measurement-noise variance sigma^2 of the factor model ``x = V u + e``.
+    ``gene_noise_var`` is that residual variance gene by gene (``None`` for models saved before it existed):
+    it weights genes in the gene-weighted likelihood (:meth:`weighted_projection`).
     """
 
     genes: pd.Index
@@ -56,6 +60,7 @@ class LinearEmbedding:
     singular_values: np.ndarray
     noise_var: float
     max_value: float | None = 10.0
+    gene_noise_var: np.ndarray | None = None
 
     @property
     def n_comps(self) -> int:
@@ -123,7 +128,52 @@ class LinearEmbedding:
         embedding.singular_values = singular_values
         scores = embedding.project(embedding.standardize(dense))
         embedding.noise_var = float(np.mean(embedding.residual_var(embedding.standardize(dense), scores)))
+        standardised = embedding.standardize(dense)
+        embedding.gene_noise_var = embedding._gene_residual_var(standardised, scores)
+        # Put psi on the scale of the weighted fit's own residuals, so that the reference's noise factor is
+        # exactly 1 (``noise_var="reference"``) and a query as noisy as the reference measures ~1 too.
+        projector, _ = embedding.weighted_projection()
+        scale = float(np.mean(embedding.weighted_noise_scale(standardised, standardised @ projector)))
+        embedding.gene_noise_var = (embedding.gene_noise_var * max(scale, 1e-12)).astype(np.float32)
         return embedding
+
+    def _gene_residual_var(self, standardised: np.ndarray, scores: np.ndarray) -> np.ndarray:
+        """Per-gene residual variance outside the k loadings, floored at a tenth of the median.
+
+        ``mean_cells(r_g^2) / (1 - h_g)``, with ``h_g = ||V_g||^2`` the gene's leverage (the share of its
+        noise the loadings absorb). The floor keeps a gene that the loadings explain almost perfectly, or a
+        gene constant in the reference, from dominating the weighted projection.
+        """
+        residual = standardised.astype(np.float64) - scores.astype(np.float64) @ self.loadings.T.astype(np.float64)
+        leverage = np.clip(np.einsum("gk,gk->g", self.loadings, self.loadings, dtype=np.float64), 0.0, 0.9)
+        variance = np.mean(residual**2, axis=0) / (1.0 - leverage)
+        floor = GENE_NOISE_FLOOR * max(float(np.median(variance)), 1e-12)
+        return np.maximum(variance, floor).astype(np.float32)
+
+    def weighted_projection(self) -> tuple[np.ndarray, np.ndarray]:
+        """Gene-weighted (generalised least squares) projection and its noise covariance.
+
+        Under ``x = V u + e`` with ``e_g ~ N(0, psi_g)`` (``psi = gene_noise_var``), the likelihood of ``u``
+        is ``N(G x; u, C)`` with ``C = (V^T Psi^-1 V)^-1`` and ``G = C V^T Psi^-1``. Plain ``V^T x`` is the
+        same estimate only when every gene is equally noisy; after standardisation they rarely are.
+
+        Returns
+        -------
+        ``G^T`` (genes x k; scores are ``x_std @ G^T``) and ``C`` (k x k, in units of ``psi``).
+        """
+        if self.gene_noise_var is None:
+            raise ValueError("this embedding has no per-gene noise variances (saved by an older dice)")
+        loadings = self.loadings.astype(np.float64)
+        weighted = loadings / self.gene_noise_var.astype(np.float64)[:, None]
+        covariance = np.linalg.inv(loadings.T @ weighted)
+        covariance = (covariance + covariance.T) / 2
+        return (weighted @ covariance).astype(np.float32), covariance
+
+    def weighted_noise_scale(self, standardised: np.ndarray, scores: np.ndarray) -> np.ndarray:
+        """Per-cell factor ``c`` with noise ``e_g ~ N(0, c psi_g)``: ``sum_g r_g^2 / psi_g / (d - k)``."""
+        residual = standardised.astype(np.float64) - scores.astype(np.float64) @ self.loadings.T.astype(np.float64)
+        weighted = np.einsum("ij,ij->i", residual / self.gene_noise_var.astype(np.float64), residual)
+        return weighted / max(self.n_genes - self.n_comps, 1)
 
     def standardize(self, dense: np.ndarray) -> np.ndarray:
         """Standardise with the reference statistics and apply the cap (float32)."""
