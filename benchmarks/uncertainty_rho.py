@@ -84,6 +84,8 @@ COVERAGE_SETTINGS: dict[str, dict[str, Any]] = {
         "mode": "paper", "rho": 20.0, "rho_schedule": "constant", "n_iter": 1,
     },
     "current default (direct, ancestral draws, Tweedie mean)": {"mode": "default"},
+    # index 8: the default before the gene-weighted likelihood (Nov 25, 06:40); index 7 is gene-weighted since
+    "current default, isotropic likelihood": {"mode": "default", "likelihood": "isotropic"},
 }
 
 

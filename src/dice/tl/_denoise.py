@@ -177,7 +177,7 @@ def denoise(
         The measurement model of the likelihood step. ``"gene_weighted"`` (default): each gene's noise
         variance is proportional to its residual variance in the reference (outside the k loadings), so
         a cell is measured by the weighted least-squares projection instead of ``V^T x`` (on the synthetic
-        setups this alone brings the error from 1.15x to 1.00x the exact Bayes posterior's; BENCHMARKS.md,
+        setups it brings the error from 1.17x to 1.02x the exact Bayes posterior's; BENCHMARKS.md,
         section 3). ``"isotropic"``: every gene equally noisy (the paper's model). Both treat the noise in
         latent space as isotropic; for the gene-weighted one this is its mean variance (the exact
         covariance's eigenvalues spread by ~1.3x on the synthetic data).
