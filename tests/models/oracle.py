@@ -18,8 +18,8 @@ class GaussianOracle(nn.Module):
         self.var = var
 
     def forward(self, x: torch.Tensor, t_normalised: torch.Tensor) -> torch.Tensor:
-        t = torch.round(t_normalised * self.schedule.n_timesteps).long().cpu()
-        a = self.schedule.alpha_bars[t].to(x.dtype)[:, None]
+        a = self.schedule.alpha_bar_at(t_normalised.double() * self.schedule.n_timesteps)
+        a = a.to(device=x.device, dtype=x.dtype)[:, None]
         return (1 - a).sqrt() * (x - a.sqrt() * self.mean) / (a * self.var + 1 - a)
 
 

@@ -85,6 +85,35 @@ def test_prior_step_samples_the_gaussian_posterior(method):
         assert np.all((ratio > 0.75) & (ratio < 0.95))  # documented under-dispersion at 20 steps
 
 
+@pytest.mark.parametrize("level", [0.005, 0.0125, 0.0177, 0.03, 0.1])
+def test_ancestral_draws_keep_the_exact_variance_at_levels_between_the_first_grid_steps(level):
+    """High-signal data need levels below the schedule's first steps (grid levels 0.010, 0.015, 0.020, ...).
+
+    Rounding the start up to the next grid time and dropping the last step's noise made the variance
+    ratio swing between 0 and 3 there; starting at the exact fractional time keeps it at 1.
+    """
+    schedule = NoiseSchedule(512)
+    oracle = GaussianOracle(schedule, torch.zeros(2), 1.0)
+    n = 40_000
+    z = torch.zeros(n, 2)
+    out, _ = prior_step(oracle, schedule, z, torch.full((n,), level), torch.Generator().manual_seed(2),
+                        method="ancestral")
+    _, expected_var = gaussian_posterior(z[0], torch.zeros(2), 1.0, level**2)
+    np.testing.assert_allclose(out.var(0).numpy() / expected_var, 1.0, atol=0.03)
+
+
+def test_fractional_times_invert_the_noise_levels():
+    schedule = NoiseSchedule(512)
+    levels = torch.tensor([0.0, 0.004, 0.0100005, 0.0177, 0.5, 3.0])
+    times, clamped = schedule.time_for_noise(levels)
+    assert not clamped.any()
+    np.testing.assert_allclose(schedule.alpha_bar_at(times).numpy(), (1 / (1 + levels.double() ** 2)).numpy(),
+                               rtol=1e-9)
+    on_grid = torch.tensor([1.0, 7.0, 300.0])
+    np.testing.assert_allclose(schedule.alpha_bar_at(on_grid).numpy(), schedule.alpha_bars[[1, 7, 300]].numpy(),
+                               rtol=1e-12)
+
+
 @pytest.mark.parametrize("method", ["gibbs", "direct"])
 def test_sampler_targets_the_inflated_posterior_and_is_scale_free(method):
     """Target: prior x N(s; u, sigma2 (1 + rho^2)); rescaling the data rescales the result exactly."""

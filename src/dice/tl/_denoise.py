@@ -152,9 +152,9 @@ def denoise(
         10 samples, gene-weighted likelihood, noise level estimated on ``adata``; chosen by measurement) or
         ``"paper"`` (the authors' protocol: isotropic likelihood, full ancestral prior steps, 100
         iterations, rho 5 -> 0.5, sigma^2 = 1, one sample; slow). Any option
-        below overrides the preset. Deliberate differences from the authors' code, in both modes: t0 is
-        the first step whose noise reaches rho and the input noise is topped up to exactly that level
-        (their code starts one step late), rho beyond the schedule's reach is reported, not silently
+        below overrides the preset. Deliberate differences from the authors' code, in both modes: the
+        reverse diffusion starts at the fractional diffusion time whose noise level is exactly rho
+        (their code starts at a grid step, one step late), rho beyond the schedule's reach is reported, not silently
         clamped, and every random draw is seeded.
     sampler
         ``"gibbs"`` (split Gibbs, the paper's sampler) or ``"direct"`` (one reverse diffusion from the
