@@ -387,11 +387,13 @@ def report() -> str:
 NOTES = [
     "## Status and notes (hand-written)",
     "",
-    "- Priors trained with `--n-steps 2000` (half the default) to fit the session's CPU time. CBMC and PBMC:",
-    "  seeds 0-4; CellBench and E.2: seeds 0-2; Setup 1: seed 0. Resume with the same command.",
+    "- `dice`: the current package (prior trained for the default 4,000 steps, sampler started at the exact",
+    "  noise level, Dec 1). `dice_old_sampler`, `dice_isotropic`, `dice_mixup_isotropic`: earlier runs (2,000",
+    "  training steps; the sampler before the Dec 1 fix; isotropic likelihood for the last two), kept as records.",
     "- Same-label mixup (`labels_mixup=True`) did not help CBMC label transfer: it stays off by default.",
-    "- PBMC3k -> PBMC4k: calibration on held-out reference cells does not survive the technology shift:",
-    "  every method is over-confident there (kNN-PCA's ECE is as high as DICE's).",
+    "- PBMC3k -> PBMC4k: the two datasets' annotations draw the T_CD4 / T_CD8 / NK boundaries differently",
+    "  (results/pbmc_label_shift.md); `merged_*` columns score the same predictions with those three labels",
+    "  merged into `T/NK`, the level at which both annotations agree.",
 ]
 
 

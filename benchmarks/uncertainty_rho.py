@@ -309,7 +309,7 @@ def e2_study(
     runs: list[tuple[str, dict[str, Any]]] = [("PCA (no denoising)", {})]
     runs += [(f"Gibbs rho={rho:g}", {"sampler": "gibbs", "rho": rho, "rho_schedule": "constant",
                                       "n_iter": n_iter}) for rho in rhos]
-    runs.append(("default preset (5→0.5)", {"mode": "default"}))
+    runs.append(("default preset (direct, rho 0)", {"mode": "default"}))
     rows = []
     for experiment, query in (("e2_novel", novel), ("e2_single", single)):
         novel_mask = query.obs["novel"].to_numpy() if experiment == "e2_novel" else None

@@ -166,3 +166,15 @@ def test_tweedie_mean_is_the_exact_posterior_mean_under_a_gaussian_prior():
     for cell in range(2):
         expected, _ = gaussian_posterior(torch.tensor(scores[cell]), prior_mean, 1.0, float(sigma2[cell]))
         np.testing.assert_allclose(result.mean[cell] / 3.0, expected.numpy(), atol=0.01)
+
+
+@pytest.mark.parametrize("level", [0.019, 0.0177, 0.03])
+def test_strided_steps_at_small_levels_fall_back_to_ancestral_steps(level):
+    """Within n_steps grid steps of 0 the strided sampler takes every step (it kept 0.2-0.5 of the variance)."""
+    schedule = NoiseSchedule(512)
+    oracle = GaussianOracle(schedule, torch.zeros(2), 1.0)
+    n = 20_000
+    out, _ = prior_step(oracle, schedule, torch.zeros(n, 2), torch.full((n,), level),
+                        torch.Generator().manual_seed(4), method="strided", n_steps=20)
+    _, expected_var = gaussian_posterior(torch.zeros(2), torch.zeros(2), 1.0, level**2)
+    np.testing.assert_allclose(out.var(0).numpy() / expected_var, 1.0, atol=0.05)
