@@ -49,6 +49,16 @@ def test_accuracy_and_outputs(toy, transferred):
     assert "X_dice" in out.obsm and "dice_label_transfer" in out.uns
 
 
+def test_knn_classifier_agrees_with_the_logistic_one(toy, transferred):
+    _, query = toy
+    knn = dice.tl.transfer_labels(query, toy[0], label_key="label", seed=0, copy=True, classifier="knn", **FAST)
+    assert transferred.uns["dice_label_transfer"]["classifier"] == "logistic"
+    assert knn.uns["dice_label_transfer"]["classifier"] == "knn"
+    seen = ~query.obs["novel"].to_numpy()
+    agree = knn.obs["dice_label"].astype(str).to_numpy() == transferred.obs["dice_label"].astype(str).to_numpy()
+    assert agree[seen].mean() >= 0.95
+
+
 def test_novel_cluster_gets_low_confidence(toy, transferred):
     _, query = toy
     novel = query.obs["novel"].to_numpy()
@@ -68,6 +78,8 @@ def test_errors_leave_query_untouched(toy):
         dice.tl.transfer_labels(query[:, :3].copy(), ref, label_key="label", **FAST)
     with pytest.raises(DiceInputError):
         dice.tl.transfer_labels(query, ref, label_key="label", alpha=0.0, **FAST)
+    with pytest.raises(DiceInputError, match="classifier"):
+        dice.tl.transfer_labels(query, ref, label_key="label", classifier="svm", **FAST)
     assert (list(query.obs), list(query.obsm), list(query.uns)) == before
 
 
