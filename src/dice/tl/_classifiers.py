@@ -1,7 +1,8 @@
-"""Label classifiers in the latent space, applied to a cell's posterior draws (posterior predictive).
+"""Label classifiers in DICE's latent space: ``probabilities(samples, means)`` -> cells x classes.
 
-Both estimate ``P(label | x) = E_{u ~ p(u | x)} P(label | u)`` by averaging ``P(label | u)`` over the cell's
-posterior draws; they differ in how ``P(label | u)`` is learned from the reference.
+``KnnVotes`` averages ``P(label | u)`` over a cell's posterior draws (a posterior predictive, with kNN on
+the reference scores as ``P(label | u)``). ``LogisticLatent`` is fitted on the reference cells' posterior
+means and applied to the query cells' posterior means: the same statistic on both sides.
 """
 
 from __future__ import annotations
@@ -21,20 +22,20 @@ class KnnVotes:
     def __init__(self, index: np.ndarray, codes: np.ndarray, n_classes: int, n_neighbors: int):
         self.index, self.codes, self.n_classes, self.n_neighbors = index, codes, n_classes, n_neighbors
 
-    def probabilities(self, samples: np.ndarray) -> np.ndarray:
-        """``samples``: cells x draws x k; returns cells x classes."""
+    def probabilities(self, samples: np.ndarray, means: np.ndarray | None = None) -> np.ndarray:
+        """``samples``: cells x draws x k (``means`` unused); returns cells x classes."""
         n_cells, n_draws, k = samples.shape
         votes, _ = knn_votes(samples.reshape(-1, k), self.index, self.codes, self.n_classes, self.n_neighbors)
         return votes.reshape(n_cells, n_draws, self.n_classes).mean(axis=1)
 
 
 class LogisticLatent:
-    """Multinomial logistic regression on the reference cells' posterior means (``X_dice`` of the reference).
+    """Multinomial logistic regression on posterior means (``X_dice``): reference means in, query means out.
 
-    A linear model in the denoised latent space. On CBMC (5 seeds) it raised accuracy over kNN votes from
-    0.930 to 0.940 and matched them on PBMC3k -> PBMC4k and CellBench (BENCHMARKS.md, section 5).
-    Features are divided by one global scale (the geometry is kept); L2 penalty ``C = 1``; lbfgs is
-    deterministic.
+    Fitted and applied to the same statistic, the posterior mean, so that reference and query are seen
+    alike; applying it to single draws instead (noisier than the means it was fitted on) lost accuracy on
+    CBMC (BENCHMARKS.md, section 5). Features are divided by one global scale (the geometry is kept); L2
+    penalty ``C = 1``; lbfgs is deterministic.
     """
 
     def __init__(self, latents: np.ndarray, codes: np.ndarray, n_classes: int):
@@ -45,10 +46,8 @@ class LogisticLatent:
         self.n_classes = n_classes
         self.model = LogisticRegression(C=1.0, max_iter=5000).fit(latents / self.scale, codes)
 
-    def probabilities(self, samples: np.ndarray) -> np.ndarray:
-        """``samples``: cells x draws x k; returns cells x classes (classes absent in training get 0)."""
-        n_cells, n_draws, k = samples.shape
-        flat = np.asarray(samples, dtype=np.float64).reshape(-1, k) / self.scale
-        out = np.zeros((len(flat), self.n_classes))
-        out[:, self.model.classes_] = self.model.predict_proba(flat)
-        return out.reshape(n_cells, n_draws, self.n_classes).mean(axis=1)
+    def probabilities(self, samples: np.ndarray | None, means: np.ndarray) -> np.ndarray:
+        """``means``: cells x k (``samples`` unused); returns cells x classes (absent classes get 0)."""
+        out = np.zeros((len(means), self.n_classes))
+        out[:, self.model.classes_] = self.model.predict_proba(np.asarray(means, dtype=np.float64) / self.scale)
+        return out

@@ -121,8 +121,8 @@ def transfer_labels(
     """Transfer labels from a labelled reference to a query, with calibrated confidence and label sets.
 
     Method. Each query cell is denoised with a DICE prior of the reference (``n_samples`` posterior
-    samples). A classifier of the latent space gives ``P(label | u)`` for every sample, and the mean over
-    samples estimates ``P(label | x)``, integrating the posterior uncertainty (see ``classifier``).
+    samples and the posterior mean); a classifier of the latent space turns them into ``P(label | x)``
+    (see ``classifier``).
     Calibration uses only the **reference**: a stratified held-out part of it is denoised as if
     it were a query and classified against the rest, and fixes (i) a temperature (held-out likelihood),
     (ii) the novelty scale and (iii) the conformal threshold of the label sets. Novelty: a cell whose
@@ -149,9 +149,10 @@ def transfer_labels(
         Posterior samples per cell; reference neighbours for ``classifier="knn"`` and the novelty score.
     classifier
         ``"logistic"`` (default): multinomial logistic regression fitted on the reference cells' posterior
-        means. ``"knn"``: every sample votes with the labels of its ``n_neighbors`` nearest reference cells
-        (reference scores ``V^T x``). Measured on CBMC 90/10, PBMC3k -> PBMC4k and CellBench (BENCHMARKS.md,
-        section 5): the logistic model is more accurate on CBMC and equal elsewhere.
+        means, applied to the query cells' posterior means. ``"knn"``: every posterior sample votes with
+        the labels of its ``n_neighbors`` nearest reference cells (reference scores ``V^T x``) and the votes
+        are averaged over samples (a posterior predictive). Measured on five tasks in BENCHMARKS.md,
+        section 5.
     set_method
         ``"conformal"`` (split-conformal sets: every label whose probability reaches the threshold
         calibrated on held-out reference cells; coverage ``>= 1 - alpha`` for query cells exchangeable with
@@ -233,11 +234,11 @@ def transfer_labels(
     else:
         cal_model = KnnVotes(index[~held], codes[~held], n_classes, n_neighbors)
         query_model = KnnVotes(index, codes, n_classes, n_neighbors)
-    cal_raw = cal_model.probabilities(cal_samples)
+    cal_raw = cal_model.probabilities(cal_samples, calibration.obsm[f"X_{key_added}"])
     cal_dist = _mean_distance(cal_samples, index[~held], codes[~held], n_classes, n_neighbors)
     temperature = _fit_temperature(cal_raw, codes[held], pseudo)
     novelty = _Novelty(cal_dist, novelty_alpha, novelty_margin)
-    raw = query_model.probabilities(samples)
+    raw = query_model.probabilities(samples, query.obsm[f"X_{key_added}"])
     dist = _mean_distance(samples, index, codes, n_classes, n_neighbors)
 
     def finish(p, d):
