@@ -227,7 +227,7 @@ def transfer_labels(
     pseudo = 0.5 / (n_neighbors * samples.shape[1])
     n_classes = len(classes)
     if classifier == "logistic":
-        # the reference's posterior means: one Tweedie call per cell, with the user's sampler settings
+        # the reference's posterior means as Tweedie estimates: one network call per cell, no draws
         means = denoise(reference[~held].copy(), model=model, **{**options, "n_samples": 1,
                                                                  "prior_step": "tweedie", "progress": False})
         cal_model = query_model = LogisticLatent(means.obsm[f"X_{key_added}"], codes[~held], n_classes)
