@@ -127,7 +127,7 @@ PBMC_MERGE = {"T_CD4": "T/NK", "T_CD8": "T/NK", "NK": "T/NK"}
 def _metrics(truth, pred, conf, known, sets=None) -> dict:
     from sklearn.metrics import f1_score
 
-    from dice.tl import expected_calibration_error
+    from dice.metrics import expected_calibration_error
 
     truth = np.asarray(truth, dtype=object)
     ok = np.array([t in known for t in truth])

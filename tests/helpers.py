@@ -15,7 +15,8 @@ def make_clusters(n_cells: int, *, n_genes: int = 60, n_latent: int = 4, noise: 
         centres = np.stack([np.zeros(n_latent), np.full(n_latent, 2.0)])
     labels = rng.integers(0, len(centres), n_cells)
     latents = centres[labels] + 0.5 * rng.normal(size=(n_cells, n_latent))
-    x = latents @ loadings.T + noise * rng.normal(size=(n_cells, n_genes)) + 3.0
+    # offset so that the values are non-negative, like log-normalised expression (negative values are refused)
+    x = np.maximum(latents @ loadings.T + noise * rng.normal(size=(n_cells, n_genes)) + 25.0, 0.0)
     adata = ad.AnnData(x.astype(np.float32))
     adata.var_names = [f"g{i}" for i in range(n_genes)]
     adata.obs_names = [f"c{seed}_{i}" for i in range(n_cells)]

@@ -39,9 +39,10 @@ def run_demo(*, out_dir: Path, seed: int = 0, n_steps: int = 4000, progress: boo
     reference, query = adata[ref_mask].copy(), adata[query_mask].copy()
     print(f"reference {reference.n_obs} cells, query {query.n_obs} cells (stratified 90/10 split, seed {seed})")
 
-    model = tl.train_prior(reference, n_comps=25, seed=seed, n_steps=n_steps, progress=progress)
+    model = tl.train_prior(reference, n_comps=25, seed=seed, settings=tl.TrainSettings(n_updates=n_steps),
+                           progress=progress)
     print(f"trained {model} in {model.history['seconds']:.0f} s")
-    tl.denoise(query, model=model, seed=seed, progress=progress)
+    tl.denoise(query, model, seed=seed, progress=progress)
     print(f"denoised the query in {query.uns['dice']['seconds']:.1f} s")
 
     labels = query.obs["label"].to_numpy()

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import scipy.sparse as sp
 from anndata import AnnData
 
-__all__ = ["DiceInputError", "check_adata", "get_matrix", "looks_like_counts"]
+__all__ = ["DiceInputError", "ValueSummary", "check_adata", "get_matrix", "looks_like_counts"]
 
 
 class DiceInputError(ValueError):
@@ -29,43 +31,92 @@ def _values(matrix) -> np.ndarray:
     return matrix.data if sp.issparse(matrix) else np.asarray(matrix)
 
 
-def looks_like_counts(matrix, *, max_rows: int = 2000) -> bool:
-    """Heuristic: non-negative integers with a large maximum are raw counts, not log-normalised data.
+@dataclass
+class ValueSummary:
+    """What a pass over the data saw: non-finite values, the range, whether every value is an integer.
 
-    log1p-normalised data (target sum 1e4) rarely exceeds ~12 and is not integer-valued.
+    Filled block by block (:meth:`update`), so that the checks look at *every* value at the cost of one
+    pass that the computation makes anyway; :meth:`check` then says what is wrong and how to fix it.
     """
-    sub = matrix[: min(max_rows, matrix.shape[0])]
-    values = _values(sub)
-    if values.size == 0:
-        return False
-    if values.min() < 0:
-        return False
-    is_integer = np.allclose(values, np.round(values))
-    return bool(is_integer and values.max() > 30)
+
+    n_values: int = 0
+    n_nonfinite: int = 0
+    min: float = np.inf
+    max: float = -np.inf
+    all_integer: bool = True
+
+    def update(self, block) -> None:
+        values = _values(block)
+        if values.size == 0:
+            return
+        if not np.issubdtype(values.dtype, np.number):
+            raise DiceInputError(f"the expression values are not numeric ({values.dtype}).")
+        finite = np.isfinite(values)
+        n_bad = int(values.size - np.count_nonzero(finite))
+        self.n_nonfinite += n_bad
+        self.n_values += int(values.size)
+        good = values[finite] if n_bad else values
+        if good.size:
+            self.min = min(self.min, float(good.min()))
+            self.max = max(self.max, float(good.max()))
+            if self.all_integer:
+                self.all_integer = bool(np.all(np.equal(np.mod(good, 1), 0)))
+
+    def check(self, *, expect: str, what: str, layer: str | None) -> None:
+        """Raise :class:`DiceInputError` unless the values fit ``expect`` (``"log-normalised"``, ``"counts"``)."""
+        source = "adata.X" if layer is None else f"adata.layers[{layer!r}]"
+        if self.n_nonfinite:
+            raise DiceInputError(
+                f"{what} contains {self.n_nonfinite} NaN or infinite values ({source}). Remove or impute them "
+                "first, e.g. `adata = adata[:, np.isfinite(adata.X).all(axis=0)]` to drop affected genes."
+            )
+        if expect == "log-normalised":
+            if self.min < 0:
+                raise DiceInputError(
+                    f"{what} has negative values (minimum {self.min:.3g} in {source}), so it is not "
+                    "log-normalised expression: it looks scaled or centred (e.g. by `sc.pp.scale`) or shifted. "
+                    "dice standardises genes itself with the reference's statistics; pass the log-normalised "
+                    "values (before scaling: keep them in a layer and pass `layer=`, or use "
+                    "`adata.raw.to_adata()`)."
+                )
+            if self.all_integer and self.max > 0:
+                raise DiceInputError(
+                    f"{what} looks like raw counts (every value a non-negative integer, max {self.max:.0f}, in "
+                    f"{source}), but log-normalised data is expected. Run `dice.pp.recipe_paper(adata)` (QC, "
+                    "normalise to 1e4, log1p, highly variable genes), or `sc.pp.normalize_total(adata, "
+                    "target_sum=1e4); sc.pp.log1p(adata)` (keep the counts in `adata.layers['counts']`)."
+                )
+        if expect == "counts" and (self.min < 0 or not self.all_integer):
+            raise DiceInputError(
+                f"{what} does not look like raw counts (negative or non-integer values in {source}). The "
+                "paper's recipe starts from raw UMI counts; pass `layer=` if the counts are stored in a layer."
+            )
+
+
+def looks_like_counts(matrix) -> bool:
+    """Non-negative integers (not all zero): raw counts, not log-normalised data. Reads every value."""
+    from ._blocks import block_size_for, iter_row_blocks
+
+    summary = ValueSummary()
+    for block in iter_row_blocks(matrix, block_size=block_size_for(matrix.shape[1])):
+        summary.update(block.values)
+    return bool(summary.n_values and summary.n_nonfinite == 0 and summary.min >= 0 and summary.all_integer
+                and summary.max > 0)
 
 
 def check_adata(
     adata: AnnData,
     *,
     layer: str | None = None,
-    expect: str = "log-normalised",
+    expect: str | None = None,
     min_cells: int = 2,
     what: str = "adata",
 ) -> None:
     """Validate an AnnData before any work is done (so that nothing is modified on failure).
 
-    Parameters
-    ----------
-    adata
-        The data to check.
-    layer
-        Layer holding the expression values, ``None`` for ``adata.X``.
-    expect
-        ``"log-normalised"`` to refuse raw counts, ``"counts"`` to require them, ``"any"`` for no check.
-    min_cells
-        Smallest acceptable number of cells.
-    what
-        Name of the argument, used in messages.
+    The structure is always checked (type, size, layer, numeric dtype). With ``expect`` (``"log-normalised"``
+    or ``"counts"``) every value is read, block by block, and checked too; functions that read the data
+    anyway check the values during their own pass instead (:class:`ValueSummary`).
     """
     if not isinstance(adata, AnnData):
         raise DiceInputError(f"{what} must be an AnnData object, got {type(adata).__name__}.")
@@ -75,25 +126,17 @@ def check_adata(
             f"at least {min_cells} cells and 1 gene are needed."
         )
     matrix = get_matrix(adata, layer)
-    values = _values(matrix)
-    if not np.issubdtype(values.dtype, np.number):
-        raise DiceInputError(f"{what} holds non-numeric values ({values.dtype}).")
-    finite = np.isfinite(values)
-    if not finite.all():
-        n_bad = int((~finite).sum())
-        raise DiceInputError(
-            f"{what} contains {n_bad} NaN or infinite values. Remove or impute them first, e.g. "
-            "`adata = adata[:, np.isfinite(adata.X).all(axis=0)]` to drop affected genes."
-        )
-    if expect == "log-normalised" and looks_like_counts(matrix):
-        raise DiceInputError(
-            f"{what} looks like raw counts (non-negative integers, max {values.max():.0f}), but "
-            "log-normalised data is expected. Run `dice.pp.recipe_paper(adata)` (QC, normalise to 1e4, "
-            "log1p, highly variable genes), or `sc.pp.normalize_total(adata, target_sum=1e4); "
-            "sc.pp.log1p(adata)`. If the counts are in a layer, pass `layer=`."
-        )
-    if expect == "counts" and (values.min() < 0 or not np.allclose(values, np.round(values))):
-        raise DiceInputError(
-            f"{what} does not look like raw counts (negative or non-integer values). The paper's "
-            "recipe starts from raw UMI counts; pass `layer=` if the counts are stored in a layer."
-        )
+    dtype = getattr(matrix, "dtype", None)
+    if dtype is None or not np.issubdtype(dtype, np.number):
+        raise DiceInputError(f"{what} holds non-numeric values ({dtype}).")
+    if expect is not None:
+        from ._blocks import block_size_for, iter_row_blocks
+
+        summary = ValueSummary()
+        for block in iter_row_blocks(matrix, block_size=block_size_for(adata.n_vars)):
+            summary.update(block.values)
+        summary.check(expect=expect, what=what, layer=layer)
+
+
+class DiceModelError(DiceInputError):
+    """Raised when a saved model directory cannot be read back exactly; the message names the file and the fix."""

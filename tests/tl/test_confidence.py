@@ -9,7 +9,8 @@ import pytest
 
 import dice
 from dice._validation import DiceInputError
-from dice.tl import credible_sets, expected_calibration_error, reliability_table
+from dice.metrics import expected_calibration_error, reliability_table
+from dice.tl._confidence import credible_sets
 from dice.tl._confidence import set_strings
 
 

@@ -6,6 +6,8 @@ Label structure in an embedding
     :func:`silhouette` (cosine, true labels), :func:`clisi` / :func:`clisi_per_cell` (inverse Simpson
     index of true labels among kNN, self excluded, plain proportions), :func:`knn_accuracy`
     (leave-one-out), :func:`knn_transfer_accuracy` (reference -> query).
+Calibration
+    :func:`reliability_table`, :func:`expected_calibration_error` (confidence vs accuracy).
 Fidelity
     :func:`latent_error` (mean squared Euclidean distance per cell to clean latents).
 Clustering
@@ -19,6 +21,7 @@ Unlabeled cells (NaN/None labels) are dropped with a ``UserWarning``; mismatched
 two true classes raise ``ValueError``.
 """
 
+from ._calibration import expected_calibration_error, reliability_table
 from ._evaluate import EVALUATE_KEYS, evaluate
 from ._fidelity import latent_error
 from ._leiden import DEFAULT_RESOLUTIONS, LeidenSweepResult, leiden_sweep
@@ -34,12 +37,14 @@ __all__ = [
     "clisi",
     "clisi_per_cell",
     "evaluate",
+    "expected_calibration_error",
     "format_mean_sd",
     "knn_accuracy",
     "knn_transfer_accuracy",
     "latent_error",
     "leiden_sweep",
     "nmi",
+    "reliability_table",
     "silhouette",
     "summarize",
     "v_measure",

@@ -1,4 +1,9 @@
-"""Run the sampler over many cells and chains: batching, seeding, progress, posterior summaries."""
+"""Run the sampler over many cells: chunking, seeding, progress, posterior summaries.
+
+Cells are processed in chunks of :data:`CHUNK_CELLS`; chunk ``c`` (cells ``c * CHUNK_CELLS`` onwards) draws
+from a generator seeded with ``(seed, c)``. The result therefore depends on the seed and the machine only,
+never on how the data were read in blocks.
+"""
 
 from __future__ import annotations
 
@@ -9,68 +14,35 @@ import numpy as np
 import torch
 from torch import nn
 
+from .._settings import PosteriorSettings
 from ._sampler import likelihood_step, prior_step, rho_schedule
 from ._schedule import NoiseSchedule
 
-__all__ = ["PosteriorSamples", "SamplerSettings", "sample_posterior"]
+__all__ = ["CHUNK_CELLS", "PosteriorSamples", "sample_posterior"]
 
-
-@dataclass
-class SamplerSettings:
-    """How to sample. rho values are relative: in units of each cell's noise standard deviation sigma.
-
-    ``method="gibbs"`` runs the paper's split Gibbs sampler for ``n_iter`` iterations under the rho
-    schedule; its u-marginal targets the posterior under noise variance ``sigma^2 (1 + rho^2)``.
-    ``method="direct"`` draws from that same target in one reverse diffusion (exact for Gaussian noise
-    with orthonormal loadings, which is our model), using ``rho`` as the constant coupling.
-
-    ``mean_estimate`` sets how the posterior mean is estimated: ``"samples"`` averages the draws;
-    ``"tweedie"`` (direct sampler only) uses the network's one-call estimate ``E[u | V^T x]`` at the
-    target noise level, which has no Monte Carlo error (measured: closer to the exact Bayes mean than
-    a 50-sample average on the paper's Setup 1).
-    """
-
-    method: str = "direct"
-    rho: float = 0.0
-    rho_end: float = 0.0
-    rho_schedule: str = "constant"
-    n_iter: int = 1
-    prior_step: str = "ancestral"
-    n_prior_steps: int = 20
-    n_samples: int = 10
-    mean_estimate: str = "tweedie"
-
-    def validate(self) -> None:
-        if self.method not in ("gibbs", "direct"):
-            raise ValueError(f"sampler must be 'gibbs' or 'direct', got {self.method!r}")
-        if self.rho < 0 or self.rho_end < 0:
-            raise ValueError("rho and rho_end must be non-negative")
-        if self.mean_estimate not in ("tweedie", "samples"):
-            raise ValueError(f"mean_estimate must be 'tweedie' or 'samples', got {self.mean_estimate!r}")
-        if self.n_samples < 1 or self.n_iter < 1 or self.n_prior_steps < 1:
-            raise ValueError("n_samples, n_iter and n_prior_steps must be at least 1")
-        rho_schedule(self.rho_schedule, self.rho, self.rho_end, self.n_iter)
+#: Cells per sampler chunk (times ``n_samples`` rows per network call).
+CHUNK_CELLS = 1024
 
 
 @dataclass
 class PosteriorSamples:
-    """Samples (cells x n_samples x k) in latent units, with their mean and per-cell spread."""
+    """Posterior summaries in latent units: the mean (cells x k), the per-cell spread, optionally the draws.
 
-    samples: np.ndarray
+    ``spread`` is the root mean over latent dimensions of the across-draw variance (NaN with one draw);
+    ``samples`` (cells x n_samples x k) is kept only when asked for.
+    """
+
+    mean: np.ndarray
+    spread: np.ndarray
+    samples: np.ndarray | None
     n_clamped: int
-    tweedie_mean: np.ndarray | None = None
+    mean_estimate: str
 
-    @property
-    def mean(self) -> np.ndarray:
-        """The posterior-mean estimate: the Tweedie estimate when computed, else the sample average."""
-        return self.tweedie_mean if self.tweedie_mean is not None else self.samples.mean(axis=1)
 
-    @property
-    def spread(self) -> np.ndarray:
-        """Per-cell posterior spread: root mean over dimensions of the across-sample variance."""
-        if self.samples.shape[1] < 2:
-            return np.full(self.samples.shape[0], np.nan, dtype=np.float32)
-        return np.sqrt(self.samples.var(axis=1, ddof=1).mean(axis=1))
+def _generator(seed: int, chunk: int, device) -> torch.Generator:
+    generator = torch.Generator(device=device)
+    generator.manual_seed(int(np.random.SeedSequence([seed, chunk]).generate_state(1)[0]))
+    return generator
 
 
 def sample_posterior(
@@ -79,71 +51,76 @@ def sample_posterior(
     scores: np.ndarray,
     sigma2: np.ndarray,
     latent_scale: float,
-    settings: SamplerSettings,
+    settings: PosteriorSettings,
     *,
     seed: int = 0,
     device: torch.device | str = "cpu",
-    batch_size: int = 32_768,
+    keep_samples: bool = False,
     progress: bool = True,
 ) -> PosteriorSamples:
-    """Draw ``settings.n_samples`` posterior samples for every cell.
+    """Posterior mean, spread and (optionally) ``settings.n_samples`` draws for every cell.
 
-    Rows (cell, chain) are processed in batches of ``batch_size``; batch ``b`` uses a generator seeded
-    with ``(seed, b)``, so results are reproducible for a given seed, batch size and machine.
+    ``scores`` are the cells' latent measurements and ``sigma2`` their noise variances per latent dimension
+    (:class:`dice.likelihood.Measurement`); the posterior is the prior times ``N(scores; u, sigma2 I)``.
     """
     from tqdm.auto import tqdm
 
-    settings.validate()
     n_cells, n_latent = scores.shape
-    n_rows = n_cells * settings.n_samples
-    row_scores = np.repeat(np.asarray(scores, dtype=np.float32), settings.n_samples, axis=0)
-    row_sigma2 = np.repeat(np.asarray(sigma2, dtype=np.float64), settings.n_samples)
-    rhos = rho_schedule(settings.rho_schedule, settings.rho, settings.rho_end, settings.n_iter)
-    n_sweeps = 1 if settings.method == "direct" else settings.n_iter
-    out = np.empty((n_rows, n_latent), dtype=np.float32)
+    n_draws = settings.n_samples
+    tweedie = settings.sampler == "direct" and settings.mean_estimate == "tweedie"
+    means = np.empty((n_cells, n_latent), dtype=np.float32)
+    spread = np.full(n_cells, np.nan, dtype=np.float32)
+    samples = np.empty((n_cells, n_draws, n_latent), dtype=np.float32) if keep_samples else None
     n_clamped = 0
-    batches = range(0, n_rows, batch_size)
-    bar = tqdm(total=len(batches) * n_sweeps, desc="sampling posterior", disable=not progress, mininterval=1.0)
     network.eval()
-    for b, start in enumerate(batches):
-        stop = min(start + batch_size, n_rows)
-        generator = torch.Generator(device=device)
-        generator.manual_seed(int(np.random.SeedSequence([seed, b]).generate_state(1)[0]))
-        s = torch.as_tensor(row_scores[start:stop], device=device)
-        sig2 = torch.as_tensor(row_sigma2[start:stop], device=device, dtype=torch.float32)[:, None]
-        if settings.method == "direct":
-            u, clamped = prior_step(
-                network, schedule, s / latent_scale, _direct_level(sig2, settings.rho, latent_scale), generator,
-                method=settings.prior_step, n_steps=settings.n_prior_steps,
-            )
-            u = u * latent_scale
+    with tqdm(total=n_cells, desc="sampling posterior", unit="cells", disable=not progress, mininterval=1.0) as bar:
+        for chunk, start in enumerate(range(0, n_cells, CHUNK_CELLS)):
+            stop = min(start + CHUNK_CELLS, n_cells)
+            s = torch.as_tensor(np.asarray(scores[start:stop], dtype=np.float32), device=device)
+            sig2 = torch.as_tensor(np.asarray(sigma2[start:stop]), device=device, dtype=torch.float32)[:, None]
+            draws, clamped = _draw(network, schedule, s, sig2, latent_scale, settings, _generator(seed, chunk, device))
             n_clamped += clamped
-            bar.update(1)
-        else:
-            u = s.clone()
-            for rho in rhos.tolist():
-                rho2 = sig2 * rho**2
-                z = likelihood_step(s, u, sig2, rho2, generator)
-                u, clamped = prior_step(
-                    network, schedule, z / latent_scale, torch.sqrt(rho2) / latent_scale, generator,
-                    method=settings.prior_step, n_steps=settings.n_prior_steps,
-                )
-                u = u * latent_scale
-                n_clamped += clamped
-                bar.update(1)
-        out[start:stop] = u.cpu().numpy()
-    bar.close()
-    tweedie_mean = None
-    if settings.method == "direct" and settings.mean_estimate == "tweedie":
-        tweedie_mean = _tweedie_mean(network, schedule, scores, sigma2, latent_scale, settings.rho, device, batch_size)
+            draws = draws.reshape(stop - start, n_draws, n_latent)
+            if n_draws > 1:
+                spread[start:stop] = np.sqrt(draws.var(axis=1, ddof=1).mean(axis=1))
+            means[start:stop] = _tweedie(network, schedule, s, sig2, latent_scale, settings.rho) if tweedie else (
+                draws.mean(axis=1)
+            )
+            if samples is not None:
+                samples[start:stop] = draws
+            bar.update(stop - start)
     if n_clamped:
         warnings.warn(
             f"{n_clamped} prior steps asked for a noise level above the diffusion schedule's maximum "
             f"({schedule.max_noise_std:.1f} x the latent scale) and started at t = T instead. Lower rho, "
-            "or train the prior with a longer schedule (n_timesteps) or larger beta_end.",
+            "or train the prior with a longer schedule (n_timesteps).",
             stacklevel=3,
         )
-    return PosteriorSamples(out.reshape(n_cells, settings.n_samples, n_latent), n_clamped, tweedie_mean)
+    return PosteriorSamples(means, spread, samples, n_clamped, "tweedie" if tweedie else "samples")
+
+
+def _draw(network, schedule, s, sig2, latent_scale, settings, generator) -> tuple[np.ndarray, int]:
+    """``n_samples`` draws per cell (rows cell-major: cell 0's draws first)."""
+    s = torch.repeat_interleave(s, settings.n_samples, dim=0)
+    sig2 = torch.repeat_interleave(sig2, settings.n_samples, dim=0)
+    if settings.sampler == "direct":
+        u, clamped = prior_step(
+            network, schedule, s / latent_scale, _direct_level(sig2, settings.rho, latent_scale), generator,
+            method=settings.prior_step, n_steps=settings.n_prior_steps,
+        )
+        return (u * latent_scale).cpu().numpy(), clamped
+    rhos = rho_schedule(settings.rho_schedule, settings.rho, settings.rho_end_value, settings.n_iter)
+    u, n_clamped = s.clone(), 0
+    for rho in rhos.tolist():
+        rho2 = sig2 * rho**2
+        z = likelihood_step(s, u, sig2, rho2, generator)
+        u, clamped = prior_step(
+            network, schedule, z / latent_scale, torch.sqrt(rho2) / latent_scale, generator,
+            method=settings.prior_step, n_steps=settings.n_prior_steps,
+        )
+        u = u * latent_scale
+        n_clamped += clamped
+    return u.cpu().numpy(), n_clamped
 
 
 def _direct_level(sig2: torch.Tensor, rho: float, latent_scale: float) -> torch.Tensor:
@@ -151,15 +128,9 @@ def _direct_level(sig2: torch.Tensor, rho: float, latent_scale: float) -> torch.
     return torch.sqrt(sig2 * (1.0 + rho**2)) / latent_scale
 
 
-def _tweedie_mean(network, schedule, scores, sigma2, latent_scale, rho, device, batch_size) -> np.ndarray:
+def _tweedie(network, schedule, s, sig2, latent_scale, rho) -> np.ndarray:
     """One deterministic network call per cell: ``E[u | s]`` at the direct sampler's target noise level."""
-    means = np.empty_like(scores, dtype=np.float32)
-    generator = torch.Generator(device=device)  # unused by the deterministic step
-    for start in range(0, len(scores), batch_size):
-        stop = min(start + batch_size, len(scores))
-        s = torch.as_tensor(np.asarray(scores[start:stop], dtype=np.float32), device=device)
-        sig2 = torch.as_tensor(np.asarray(sigma2[start:stop]), device=device, dtype=torch.float32)[:, None]
-        level = _direct_level(sig2, rho, latent_scale)
-        u, _ = prior_step(network, schedule, s / latent_scale, level, generator, method="tweedie")
-        means[start:stop] = (u * latent_scale).cpu().numpy()
-    return means
+    generator = torch.Generator(device=s.device)  # unused by the deterministic step
+    u, _ = prior_step(network, schedule, s / latent_scale, _direct_level(sig2, rho, latent_scale), generator,
+                      method="tweedie")
+    return (u * latent_scale).cpu().numpy()

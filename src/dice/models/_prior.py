@@ -12,7 +12,8 @@ import torch
 from .._validation import DiceInputError
 from ..pp._linear import LinearEmbedding
 from ._network import DiffusionMLP
-from ._posterior import PosteriorSamples, SamplerSettings, sample_posterior
+from .._settings import PosteriorSettings, TrainSettings
+from ._posterior import PosteriorSamples, sample_posterior
 from ._schedule import NoiseSchedule
 from ._training import SameLabelMixup, train_diffusion
 
@@ -70,7 +71,7 @@ class DicePrior:
         net = self.config["network"]
         return (
             f"DicePrior({self.embedding.n_genes} genes, k={self.embedding.n_comps}, "
-            f"D={net['hidden_dim']}, M={net['n_blocks']}, trained {self.config['training']['n_steps']} steps, "
+            f"D={net['hidden_dim']}, M={net['n_blocks']}, trained {self.config['training']['n_updates']} updates, "
             f"seed={self.config['seed']})"
         )
 
@@ -89,47 +90,49 @@ class DicePrior:
         latents: np.ndarray,
         *,
         labels: np.ndarray | None = None,
-        mixup_prob: float = 0.0,
-        hidden_dim: int = 64,
-        n_blocks: int = 2,
-        norm: str = "batch",
-        n_timesteps: int = 512,
-        n_steps: int = 4000,
-        batch_size: int = 512,
-        lr: float = 1e-3,
-        weight_decay: float = 1e-4,
+        settings: TrainSettings | None = None,
         seed: int = 0,
         device: str | torch.device = "auto",
         progress: bool = True,
     ) -> DicePrior:
-        """Train the diffusion prior on reference latents (see :func:`dice.tl.train_prior`)."""
+        """Train the diffusion prior on reference latents (see :func:`dice.tl.train_prior`).
+
+        ``settings.mixup_prob`` applies only with ``labels`` (default 0.9 with labels, else no mixup).
+        """
+        settings = settings or TrainSettings()
         device = resolve_device(device)
         latent_scale = float(np.sqrt(np.mean(np.var(latents, axis=0))))
         if not np.isfinite(latent_scale) or latent_scale <= 0:
             raise DiceInputError("The reference latents have no variance; is the reference constant?")
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            network = DiffusionMLP(latents.shape[1], hidden_dim=hidden_dim, n_blocks=n_blocks, norm=norm)
+            network = DiffusionMLP(
+                latents.shape[1], hidden_dim=settings.hidden_dim, n_blocks=settings.n_blocks, norm=settings.norm
+            )
         network = network.to(device)
-        schedule = NoiseSchedule(n_timesteps)
+        schedule = NoiseSchedule(settings.n_timesteps)
         generator = torch.Generator(device=device)
         generator.manual_seed(seed)
         scaled = torch.as_tensor(latents / latent_scale, dtype=torch.float32, device=device)
+        mixup_prob = settings.mixup_prob if settings.mixup_prob is not None else (0.9 if labels is not None else 0.0)
         mixup = None
         if labels is not None and mixup_prob > 0:
             mixup = SameLabelMixup(labels, prob=mixup_prob, device=device)
         history = train_diffusion(
-            network, schedule, scaled, n_steps=n_steps, batch_size=batch_size, lr=lr,
-            weight_decay=weight_decay, generator=generator, mixup=mixup, progress=progress,
+            network, schedule, scaled, n_steps=settings.n_updates, batch_size=settings.batch_size, lr=settings.lr,
+            weight_decay=settings.weight_decay, generator=generator, mixup=mixup, progress=progress,
         )
         config = {
-            "network": {"hidden_dim": hidden_dim, "n_blocks": n_blocks, "time_dim": 16, "norm": norm},
+            "network": {"hidden_dim": settings.hidden_dim, "n_blocks": settings.n_blocks, "time_dim": 16,
+                        "norm": settings.norm},
             "schedule": schedule.config(),
             "training": {
-                "n_steps": n_steps, "batch_size": batch_size, "lr": lr, "weight_decay": weight_decay,
-                "mixup_prob": mixup_prob if mixup is not None else 0.0, "n_cells": int(latents.shape[0]),
+                "n_updates": settings.n_updates, "batch_size": settings.batch_size, "lr": settings.lr,
+                "weight_decay": settings.weight_decay, "mixup_prob": mixup_prob if mixup is not None else 0.0,
+                "n_cells": int(latents.shape[0]),
             },
             "seed": seed,
+            "device": str(device),
             "history": history,
         }
         return cls(embedding, network, schedule, latent_scale, config, device=device)
@@ -154,17 +157,24 @@ class DicePrior:
         self,
         scores: np.ndarray,
         sigma2: np.ndarray,
-        settings: SamplerSettings,
+        settings: PosteriorSettings | None = None,
         *,
         seed: int = 0,
-        batch_size: int = 32_768,
+        keep_samples: bool = False,
         progress: bool = True,
     ) -> PosteriorSamples:
-        """Posterior samples for latent scores ``V^T x`` with per-cell noise variances ``sigma2``."""
+        """Posterior of latent measurements ``scores`` with per-cell noise variances ``sigma2`` (array level)."""
         return sample_posterior(
-            self.network, self.schedule, scores, sigma2, self.latent_scale, settings,
-            seed=seed, device=self.device, batch_size=batch_size, progress=progress,
+            self.network, self.schedule, np.asarray(scores), np.asarray(sigma2), self.latent_scale,
+            settings or PosteriorSettings(), seed=seed, device=self.device, keep_samples=keep_samples,
+            progress=progress,
         )
+
+    def to(self, device: str | torch.device) -> DicePrior:
+        """Move the network to ``device`` (``"auto"``, ``"cpu"``, ``"cuda"``; refused when unavailable)."""
+        self.device = resolve_device(device)
+        self.network = self.network.to(self.device)
+        return self
 
     # ------------------------------------------------------------------ persistence
     def save(self, directory: str | Path, *, overwrite: bool = False) -> Path:

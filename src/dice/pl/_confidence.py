@@ -5,6 +5,9 @@ from __future__ import annotations
 import numpy as np
 from anndata import AnnData
 
+from .._validation import DiceInputError
+from ._utils import two_d
+
 __all__ = ["confidence", "posterior_samples", "reliability_diagram"]
 
 
@@ -37,9 +40,8 @@ def posterior_samples(
     cell: int | str,
     *,
     reference: AnnData | None = None,
-    reference_key: str = "X_dice_pca",
-    samples_key: str = "X_dice_samples",
-    observed_key: str | None = "X_dice_pca",
+    key: str = "dice",
+    show_observed: bool = True,
     basis: str = "pca",
     color: str = "tab:blue",
     ax=None,
@@ -55,10 +57,12 @@ def posterior_samples(
     cell
         Position or obs name of the cell.
     reference
-        Cells drawn in grey (default ``adata`` itself), from ``obsm[reference_key]`` in the same latent
-        coordinates as the samples.
-    observed_key
-        The cell's undenoised projection, drawn as a red cross (``None``: not drawn).
+        Cells drawn in grey (default ``adata`` itself), from their ``obsm[f"X_{key}_pca"]`` (the same latent
+        coordinates as the samples).
+    key
+        ``key_added`` of :func:`dice.tl.denoise`: samples ``obsm[f"X_{key}_samples"]``.
+    show_observed
+        Draw the cell's undenoised projection ``obsm[f"X_{key}_pca"]`` as a red cross.
     basis
         ``"pca"``: the first two principal axes of the reference points; ``"umap"``: a UMAP fitted on the
         reference points (umap-learn), samples placed with its ``transform``.
@@ -70,10 +74,12 @@ def posterior_samples(
     The matplotlib Axes.
     """
     reference = adata if reference is None else reference
+    samples_key, reference_key = f"X_{key}_samples", f"X_{key}_pca"
+    observed_key = reference_key if show_observed else None
     if samples_key not in adata.obsm:
-        raise KeyError(f"obsm[{samples_key!r}] not found; run dice.tl.denoise(..., store_samples=True).")
+        raise DiceInputError(f"obsm[{samples_key!r}] not found; run dice.tl.denoise(..., store_samples=True).")
     if reference_key not in reference.obsm:
-        raise KeyError(f"reference.obsm[{reference_key!r}] not found.")
+        raise DiceInputError(f"reference.obsm[{reference_key!r}] not found; run dice.tl.denoise on it first.")
     i = _cell_position(adata, cell)
     points = np.asarray(reference.obsm[reference_key], dtype=np.float64)
     samples = np.asarray(adata.obsm[samples_key][i], dtype=np.float64)
@@ -92,7 +98,7 @@ def posterior_samples(
         project = reducer.transform
         labels = ("UMAP 1", "UMAP 2")
     else:
-        raise ValueError(f"basis must be 'pca' or 'umap', got {basis!r}.")
+        raise DiceInputError(f"basis must be 'pca' or 'umap', got {basis!r}.")
     fig, ax = _axes(ax)
     grey = project(points) if basis == "pca" else reducer.embedding_
     ax.scatter(grey[:, 0], grey[:, 1], s=3, c="lightgrey", linewidths=0, label="reference")
@@ -119,31 +125,46 @@ def posterior_samples(
 
 def confidence(
     adata: AnnData,
+    color: str | None = None,
     *,
-    key: str = "dice_label_confidence",
-    basis: str = "X_dice",
+    key: str = "dice",
+    basis: str = "umap",
     cmap: str = "viridis",
+    seed: int = 0,
     ax=None,
     save: str | None = None,
 ):
-    """Cells in the first two dimensions of ``obsm[basis]`` (e.g. ``X_umap``), coloured by ``obs[key]``.
+    """Cells coloured by a confidence in [0, 1] (default ``obs[f"{key}_label_confidence"]``).
+
+    Parameters
+    ----------
+    adata
+        Output of :func:`dice.tl.transfer_labels` or :func:`dice.tl.cluster_confidence` (not modified).
+    color
+        Column of ``obs`` to colour by (default ``f"{key}_label_confidence"``).
+    key
+        ``key_added`` of the dice run: the coordinates come from ``obsm[f"X_{key}"]``.
+    basis
+        ``"umap"`` (of ``obsm[f"X_{key}"]``, on a throwaway object), ``"pca"`` (its first two dimensions) or an
+        ``obsm`` key such as ``"X_umap"`` (used as it is).
+    cmap, seed, ax, save
+        Colour map, UMAP seed, axes to draw into, file to save to.
 
     Returns
     -------
     The matplotlib Axes (with a colour bar).
     """
-    if key not in adata.obs:
-        raise KeyError(f"obs[{key!r}] not found; run dice.tl.transfer_labels or dice.tl.cluster_confidence.")
-    if basis not in adata.obsm:
-        raise KeyError(f"obsm[{basis!r}] not found.")
-    coords = np.asarray(adata.obsm[basis])[:, :2]
-    values = adata.obs[key].to_numpy(dtype=float)
+    color = color or f"{key}_label_confidence"
+    if color not in adata.obs:
+        raise DiceInputError(f"obs[{color!r}] not found; run dice.tl.transfer_labels or dice.tl.cluster_confidence.")
+    coords = two_d(adata, f"X_{key}", method=basis, seed=seed)
+    values = adata.obs[color].to_numpy(dtype=float)
     order = np.argsort(-values)  # least confident drawn last, on top
     fig, ax = _axes(ax)
     points = ax.scatter(
         coords[order, 0], coords[order, 1], c=values[order], cmap=cmap, vmin=0, vmax=1, s=5, linewidths=0
     )
-    fig.colorbar(points, ax=ax, label=key)
+    fig.colorbar(points, ax=ax, label=color)
     ax.set_xlabel(f"{basis} 1")
     ax.set_ylabel(f"{basis} 2")
     _save(fig, save)
@@ -157,7 +178,7 @@ def reliability_diagram(confidence, correct, n_bins: int = 10, *, ax=None, save:
     -------
     The matplotlib Axes.
     """
-    from ..tl._confidence import expected_calibration_error, reliability_table
+    from ..metrics._calibration import expected_calibration_error, reliability_table
 
     table = reliability_table(confidence, correct, n_bins)
     fig, ax = _axes(ax)

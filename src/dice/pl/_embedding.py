@@ -47,7 +47,7 @@ def embedding_comparison(
     color: str | None = None,
     *,
     key: str = "dice",
-    method: str = "umap",
+    basis: str = "umap",
     seed: int = 0,
     save: str | Path | None = None,
 ):
@@ -60,9 +60,9 @@ def embedding_comparison(
     color
         Column of ``adata.obs`` to colour by (categorical or numeric).
     key
-        ``key_added`` used in denoise.
-    method
-        ``"umap"`` (computed on a copy) or ``"pca"`` (first two latent components).
+        ``key_added`` of :func:`dice.tl.denoise`.
+    basis
+        ``"umap"`` (computed on a throwaway object) or ``"pca"`` (first two latent components).
     save
         Path to write the figure to; nothing is written otherwise.
 
@@ -77,7 +77,7 @@ def embedding_comparison(
     values = adata.obs[color] if color is not None else None
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.8), layout="constrained")
     for ax, rep, title in zip(axes, (f"X_{key}_pca", f"X_{key}"), ("PCA projection", "DICE (posterior mean)")):
-        _scatter(ax, two_d(adata, rep, method=method, seed=seed), values, title)
+        _scatter(ax, two_d(adata, rep, method=basis, seed=seed), values, title)
     if values is not None and not np.issubdtype(np.asarray(values).dtype, np.number):
         handles, labels = axes[1].get_legend_handles_labels()
         fig.legend(handles, labels, loc="outside right center", markerscale=3, frameon=False, title=color)
@@ -88,12 +88,13 @@ def uncertainty(
     adata: AnnData,
     *,
     key: str = "dice",
-    method: str = "umap",
+    basis: str = "umap",
     seed: int = 0,
     save: str | Path | None = None,
 ):
-    """DICE embedding coloured by the per-cell posterior spread ``obs[f"{key}_uncertainty"]``,
-    beside its distribution. Returns the Figure."""
+    """DICE embedding coloured by the per-cell posterior spread ``obs[f"{key}_uncertainty"]``, beside its
+    distribution (``key``: ``key_added`` of :func:`dice.tl.denoise`; ``basis``: ``"umap"`` or ``"pca"``).
+    Returns the Figure."""
     import matplotlib.pyplot as plt
 
     column = f"{key}_uncertainty"
@@ -103,7 +104,7 @@ def uncertainty(
     if not np.isfinite(values).any():
         raise DiceInputError(f"obs[{column!r}] is all NaN: denoise with n_samples >= 2 to measure spread.")
     fig, (ax_map, ax_hist) = plt.subplots(1, 2, figsize=(10, 4.2), width_ratios=[1.5, 1], layout="constrained")
-    _scatter(ax_map, two_d(adata, f"X_{key}", method=method, seed=seed), values, "posterior spread",
+    _scatter(ax_map, two_d(adata, f"X_{key}", method=basis, seed=seed), values, "posterior spread",
              cmap="magma")
     ax_hist.hist(values[np.isfinite(values)], bins=40, color="0.35")
     ax_hist.set_xlabel("posterior spread (latent units)")

@@ -19,11 +19,13 @@ def two_d(adata: AnnData, rep: str, *, method: str = "umap", n_neighbors: int = 
         raise DiceInputError(
             f"adata.obsm has no {rep!r} (keys: {list(adata.obsm)}). Run dice.tl.denoise(adata) first."
         )
+    if method not in ("umap", "pca") and method in adata.obsm:
+        return np.asarray(adata.obsm[method], dtype=np.float32)[:, :2]
     values = np.asarray(adata.obsm[rep], dtype=np.float32)
     if method == "pca":
         return values[:, :2]
     if method != "umap":
-        raise DiceInputError(f"method must be 'umap' or 'pca', got {method!r}.")
+        raise DiceInputError(f"basis must be 'umap', 'pca' or a key of adata.obsm, got {method!r}.")
     import scanpy as sc
 
     scratch = AnnData(np.zeros((adata.n_obs, 1), dtype=np.float32), obsm={"rep": values})

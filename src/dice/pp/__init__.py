@@ -1,16 +1,6 @@
-"""Preprocessing: the paper's recipe, gene alignment, standardisation and loadings."""
+"""Preprocessing: the paper's recipe for raw counts, and the projection onto a model's loadings."""
 
-from ._align import GeneAlignment, align_genes
-from ._linear import LinearEmbedding, choose_n_comps
-from ._project import fit_loadings, project
+from ._project import project
 from ._recipe import recipe_paper
 
-__all__ = [
-    "GeneAlignment",
-    "LinearEmbedding",
-    "align_genes",
-    "choose_n_comps",
-    "fit_loadings",
-    "project",
-    "recipe_paper",
-]
+__all__ = ["project", "recipe_paper"]

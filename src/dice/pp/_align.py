@@ -1,4 +1,4 @@
-"""Align a dataset's genes to a reference gene list."""
+"""Align a dataset's genes to a model's gene list."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ import logging
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
-from anndata import AnnData
 
 from .._validation import DiceInputError
 
@@ -17,12 +16,19 @@ logger = logging.getLogger("dice")
 
 
 class GeneAlignment:
-    """Where each reference gene sits in a query (``-1`` when the query lacks it)."""
+    """Where each model gene sits in a dataset (``-1`` when the dataset lacks it).
+
+    ``present`` masks the model genes the dataset has; :meth:`take` returns a block's columns for those genes,
+    in model order. Missing genes are not imputed: the likelihood uses only the genes present
+    (:mod:`dice.likelihood`).
+    """
 
     def __init__(self, reference_genes: pd.Index, query_genes: pd.Index):
         self.reference_genes = pd.Index(reference_genes)
         self.positions = np.asarray(pd.Index(query_genes).get_indexer(self.reference_genes))
         self.present = self.positions >= 0
+        self._columns = self.positions[self.present]
+        self._identity = bool(self.present.all() and np.array_equal(self._columns, np.arange(len(query_genes))))
 
     @property
     def n_shared(self) -> int:
@@ -32,61 +38,57 @@ class GeneAlignment:
     def fraction_shared(self) -> float:
         return self.n_shared / max(len(self.reference_genes), 1)
 
-    def dense(self, matrix, fill_value: np.ndarray) -> np.ndarray:
-        """Query matrix in reference gene order; absent genes take ``fill_value[gene]``."""
-        n_cells = matrix.shape[0]
-        out = np.empty((n_cells, len(self.reference_genes)), dtype=np.float32)
-        out[:] = np.asarray(fill_value, dtype=np.float32)[None, :]
-        columns = matrix[:, self.positions[self.present]]
+    def take(self, block, *, dense: bool = True):
+        """The block's values for the model genes present, in model order (float32; CSR if ``dense=False``)."""
+        columns = block if self._identity else block[:, self._columns]
         if sp.issparse(columns):
-            columns = columns.toarray()
-        out[:, self.present] = np.asarray(columns, dtype=np.float32)
-        return out
+            return columns.toarray().astype(np.float32, copy=False) if dense else sp.csr_matrix(columns)
+        return np.asarray(columns, dtype=np.float32)
 
 
 def align_genes(
-    adata: AnnData,
+    var_names,
     reference_genes,
     *,
     min_shared: float = 0.5,
     min_shared_genes: int = 10,
-    what: str = "query",
+    what: str = "adata",
 ) -> GeneAlignment:
-    """Match ``adata.var_names`` to the reference genes (reorder and intersect).
+    """Match a dataset's gene names to the model's genes (reorder and intersect).
 
-    Genes the query lacks are later filled with the reference mean, i.e. zero after standardisation,
-    which adds no evidence for any latent direction. Refuses when too few genes overlap.
+    Refuses duplicated names and too small an overlap, with a message that says how to fix it.
 
     Parameters
     ----------
-    adata
-        Query AnnData.
+    var_names
+        The dataset's gene names (``adata.var_names``).
     reference_genes
-        Gene names the reference model was fitted on, in order.
+        Gene names the model was fitted on, in order.
     min_shared
-        Smallest acceptable fraction of reference genes present in the query.
+        Smallest acceptable fraction of model genes present in the dataset.
     min_shared_genes
         Smallest acceptable absolute number of shared genes.
     what
         Name used in messages.
     """
-    if not adata.var_names.is_unique:
+    var_names = pd.Index(var_names)
+    if not var_names.is_unique:
+        duplicated = list(var_names[var_names.duplicated()][:3])
         raise DiceInputError(
-            f"{what} has duplicated gene names; call `adata.var_names_make_unique()` first."
+            f"{what} has duplicated gene names (e.g. {duplicated}); call `adata.var_names_make_unique()` first."
         )
-    alignment = GeneAlignment(pd.Index(reference_genes), adata.var_names)
+    alignment = GeneAlignment(pd.Index(reference_genes), var_names)
     n_ref = len(alignment.reference_genes)
-    message = f"{what}: {alignment.n_shared} of {n_ref} reference genes found ({alignment.fraction_shared:.0%})."
+    message = f"{what}: {alignment.n_shared} of {n_ref} model genes found ({alignment.fraction_shared:.0%})."
     if alignment.n_shared < max(min_shared_genes, int(np.ceil(min_shared * n_ref))):
         example = list(alignment.reference_genes[:3])
         raise DiceInputError(
-            f"{message} Too few genes overlap with the reference (need at least {min_shared:.0%} and "
+            f"{message} Too few genes overlap with the model (need at least {min_shared:.0%} and "
             f"{min_shared_genes} genes). Check that both use the same gene identifiers (symbols vs Ensembl "
-            f"ids; reference genes look like {example}) and the same species, or lower `min_shared`."
+            f"ids; model genes look like {example}) and the same species, or lower `min_shared`."
         )
     if alignment.n_shared < n_ref:
-        logger.warning("%s Missing genes are set to the reference mean.", message)
+        logger.warning("%s The likelihood uses the %d genes present.", message, alignment.n_shared)
     else:
         logger.info(message)
     return alignment
-

@@ -1,71 +1,50 @@
-"""AnnData-level wrappers: fit loadings on a reference, project any dataset onto them."""
+"""``dice.pp.project``: a dataset's plain projection ``V^T x`` onto a model's loadings."""
 
 from __future__ import annotations
 
-import numpy as np
 from anndata import AnnData
 
+from .._settings import PosteriorSettings
 from .._validation import check_adata, get_matrix
-from ._align import align_genes
-from ._linear import LinearEmbedding
 
-__all__ = ["fit_loadings", "project", "standardized_matrix"]
-
-
-def fit_loadings(
-    adata: AnnData,
-    *,
-    n_comps: int | None = None,
-    layer: str | None = None,
-    max_value: float | None = 10.0,
-    seed: int = 0,
-) -> LinearEmbedding:
-    """Fit gene standardisation and the loading matrix V on a log-normalised reference.
-
-    Parameters
-    ----------
-    adata
-        Reference, log-normalised (see :func:`dice.pp.recipe_paper` for raw counts).
-    n_comps
-        Latent dimension k; ``None`` chooses it at the elbow of the singular values.
-    layer
-        Layer to use instead of ``adata.X``.
-    max_value
-        Cap after standardisation.
-    seed
-        Seed of the randomized SVD.
-    """
-    check_adata(adata, layer=layer, what="adata_ref", min_cells=3)
-    return LinearEmbedding.fit(
-        get_matrix(adata, layer), adata.var_names, n_comps=n_comps, max_value=max_value, seed=seed
-    )
-
-
-def standardized_matrix(
-    adata: AnnData, embedding: LinearEmbedding, *, layer: str | None = None, min_shared: float = 0.5
-) -> np.ndarray:
-    """``adata`` aligned to the reference genes and standardised with the reference statistics."""
-    alignment = align_genes(adata, embedding.genes, min_shared=min_shared)
-    dense = alignment.dense(get_matrix(adata, layer), fill_value=embedding.mean)
-    return embedding.standardize(dense)
+__all__ = ["project"]
 
 
 def project(
     adata: AnnData,
-    embedding: LinearEmbedding,
+    model,
     *,
     layer: str | None = None,
-    key_added: str = "X_dice_pca",
+    key_added: str = "dice",
     min_shared: float = 0.5,
     copy: bool = False,
 ) -> AnnData | None:
-    """Project ``adata`` onto reference loadings; writes ``adata.obsm[key_added]`` (cells x k).
+    """Project ``adata`` onto a model's reference loadings (no denoising); writes ``obsm[f"X_{key_added}_pca"]``.
 
-    Genes are matched by name (missing ones set to the reference mean), standardised with the
-    reference statistics and multiplied by V.
+    Genes are matched by name, standardised with the reference statistics (genes the data lack contribute
+    nothing) and multiplied by V, block by block. This is the undenoised baseline that
+    :func:`dice.tl.denoise` also writes.
+
+    Parameters
+    ----------
+    adata
+        Log-normalised cells. Not modified on error.
+    model
+        A :class:`dice.models.DicePrior`.
+    layer
+        Use ``adata.layers[layer]`` instead of ``X``.
+    key_added
+        Prefix of the written key (the same prefix as :func:`dice.tl.denoise`'s).
+    min_shared
+        Smallest fraction of the model's genes that ``adata`` must have.
+    copy
+        Return a new AnnData instead of writing into ``adata``.
     """
+    from ..tl._latent import measure_cells
+
     check_adata(adata, layer=layer, what="adata")
-    scores = embedding.project(standardized_matrix(adata, embedding, layer=layer, min_shared=min_shared))
+    cells = measure_cells(model.embedding, get_matrix(adata, layer), adata.var_names,
+                          PosteriorSettings(min_shared=min_shared), layer=layer)
     target = adata.copy() if copy else adata
-    target.obsm[key_added] = scores
+    target.obsm[f"X_{key_added}_pca"] = cells.pca
     return target if copy else None

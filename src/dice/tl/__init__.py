@@ -1,17 +1,17 @@
-"""Tools: train the diffusion prior and denoise cell embeddings."""
+"""Tools: train the diffusion prior, denoise cell embeddings, transfer labels, cluster confidence."""
 
-from ._confidence import cluster_confidence, credible_sets, expected_calibration_error, reliability_table
-from ._denoise import PRESETS, denoise
+from .._settings import PosteriorSettings, TrainSettings, TransferSettings
+from ._confidence import cluster_confidence
+from ._denoise import denoise
 from ._train import train_prior
 from ._transfer import transfer_labels
 
 __all__ = [
-    "PRESETS",
+    "PosteriorSettings",
+    "TrainSettings",
+    "TransferSettings",
     "cluster_confidence",
-    "credible_sets",
     "denoise",
-    "expected_calibration_error",
-    "reliability_table",
     "train_prior",
     "transfer_labels",
 ]

@@ -14,13 +14,7 @@ from anndata import AnnData
 
 from .._validation import DiceInputError
 
-__all__ = [
-    "cluster_confidence",
-    "credible_sets",
-    "expected_calibration_error",
-    "reliability_table",
-    "set_strings",
-]
+__all__ = ["cluster_confidence", "credible_sets", "set_strings"]
 
 
 def credible_sets(probabilities: np.ndarray, alpha: float) -> np.ndarray:
@@ -62,53 +56,6 @@ def set_strings(
         members = [names[j] for j in row_order if row_mask[j]]
         out.append("|".join(members) if members else empty)
     return np.asarray(out, dtype=object)
-
-
-def reliability_table(confidence, correct, n_bins: int = 10) -> pd.DataFrame:
-    """Confidence vs accuracy in ``n_bins`` equal-width bins of [0, 1] (the last bin includes 1).
-
-    Returns
-    -------
-    DataFrame with one row per bin: ``lower``, ``upper``, ``count``, ``confidence`` (mean), ``accuracy``
-    (fraction correct); empty bins have NaN means.
-    """
-    confidence, correct = _check_pair(confidence, correct)
-    edges = np.linspace(0.0, 1.0, n_bins + 1)
-    index = np.clip(np.digitize(confidence, edges[1:-1], right=False), 0, n_bins - 1)
-    rows = []
-    for b in range(n_bins):
-        in_bin = index == b
-        count = int(in_bin.sum())
-        rows.append(
-            {
-                "lower": edges[b],
-                "upper": edges[b + 1],
-                "count": count,
-                "confidence": float(confidence[in_bin].mean()) if count else np.nan,
-                "accuracy": float(correct[in_bin].mean()) if count else np.nan,
-            }
-        )
-    return pd.DataFrame(rows)
-
-
-def expected_calibration_error(confidence, correct, n_bins: int = 10) -> float:
-    """ECE: bin-size-weighted mean of ``|accuracy - confidence|`` over equal-width confidence bins."""
-    table = reliability_table(confidence, correct, n_bins)
-    filled = table[table["count"] > 0]
-    weights = filled["count"] / filled["count"].sum()
-    return float((weights * (filled["accuracy"] - filled["confidence"]).abs()).sum())
-
-
-def _check_pair(confidence, correct) -> tuple[np.ndarray, np.ndarray]:
-    confidence = np.asarray(confidence, dtype=np.float64).ravel()
-    correct = np.asarray(correct, dtype=np.float64).ravel()
-    if confidence.shape != correct.shape or confidence.size == 0:
-        raise ValueError(
-            f"confidence and correct need the same non-zero length, got {confidence.size} and {correct.size}."
-        )
-    if np.any((confidence < 0) | (confidence > 1)) or not np.all(np.isfinite(confidence)):
-        raise ValueError("confidence values must lie in [0, 1].")
-    return confidence, correct
 
 
 def _check_alpha(alpha: float) -> None:
@@ -155,8 +102,6 @@ def cluster_confidence(
     cluster_key: str = "leiden",
     alpha: float = 0.1,
     key_added: str = "dice",
-    samples_key: str | None = None,
-    embedding_key: str | None = None,
     n_neighbors: int = 15,
     copy: bool = False,
 ) -> AnnData | None:
@@ -178,10 +123,8 @@ def cluster_confidence(
     alpha
         The credible set holds at least ``1 - alpha`` of the samples.
     key_added
-        Prefix of the keys written, and of the default input keys.
-    samples_key, embedding_key
-        Posterior samples (cells x samples x k) and posterior means (cells x k); default
-        ``f"X_{key_added}_samples"`` and ``f"X_{key_added}"``.
+        The prefix of :func:`dice.tl.denoise`'s run (reads ``obsm[f"X_{key_added}_samples"]`` and
+        ``obsm[f"X_{key_added}"]``) and of the keys written.
     n_neighbors
         Neighbours in the vote.
     copy
@@ -196,8 +139,9 @@ def cluster_confidence(
     cells x clusters) and ``uns[f"{key_added}_cluster_confidence"]`` (the parameters).
     """
     _check_alpha(alpha)
-    samples_key = samples_key or f"X_{key_added}_samples"
-    embedding_key = embedding_key or f"X_{key_added}"
+    if isinstance(n_neighbors, bool) or not isinstance(n_neighbors, int) or n_neighbors < 1:
+        raise DiceInputError(f"n_neighbors must be a positive integer, got {n_neighbors!r}.")
+    samples_key, embedding_key = f"X_{key_added}_samples", f"X_{key_added}"
     if samples_key not in adata.obsm:
         raise DiceInputError(
             f"obsm[{samples_key!r}] not found: cluster confidence needs the posterior samples. Run "
@@ -244,11 +188,7 @@ def cluster_confidence(
         probabilities, index=target.obs_names, columns=names
     )
     target.uns[f"{key_added}_cluster_confidence"] = {
-        "cluster_key": cluster_key,
-        "alpha": float(alpha),
-        "samples_key": samples_key,
-        "embedding_key": embedding_key,
-        "n_neighbors": int(n_neighbors),
+        "params": {"cluster_key": cluster_key, "alpha": float(alpha), "n_neighbors": int(n_neighbors)},
         "n_samples": int(n_samples),
         "assignment": "majority of the n_neighbors nearest posterior means (the cell itself left out)",
     }

@@ -7,6 +7,7 @@ import logging
 import numpy as np
 from anndata import AnnData
 
+from .._settings import TrainSettings, check_seed
 from .._validation import DiceInputError, check_adata, get_matrix
 
 __all__ = ["train_prior"]
@@ -14,97 +15,100 @@ __all__ = ["train_prior"]
 logger = logging.getLogger("dice")
 
 
+def _labels(adata: AnnData, labels_key: str | None, rows: np.ndarray | None) -> np.ndarray | None:
+    if labels_key is None:
+        return None
+    if labels_key not in adata.obs:
+        raise DiceInputError(f"labels_key {labels_key!r} is not a column of adata.obs (columns: {list(adata.obs)}).")
+    column = adata.obs[labels_key] if rows is None else adata.obs[labels_key].iloc[rows]
+    if column.isna().any():
+        raise DiceInputError(f"obs[{labels_key!r}] has missing labels; drop those cells or fill them.")
+    return column.astype(str).to_numpy()
+
+
+def fit_prior(
+    adata: AnnData,
+    *,
+    n_comps: int | None,
+    layer: str | None,
+    labels_key: str | None,
+    settings: TrainSettings,
+    seed: int,
+    device: str,
+    progress: bool,
+    rows: np.ndarray | None = None,
+):
+    """:func:`train_prior` on the cells ``rows`` of ``adata`` (sorted positions; ``None``: all), no copies."""
+    from ..models import DicePrior
+    from ..pp._linear import LinearEmbedding
+    from ._latent import reference_latents
+
+    if not adata.var_names.is_unique:
+        duplicated = list(adata.var_names[adata.var_names.duplicated()][:3])
+        raise DiceInputError(
+            f"the reference has duplicated gene names (e.g. {duplicated}); a model needs one column per gene. "
+            "Call `adata.var_names_make_unique()` (or aggregate the duplicates) first."
+        )
+    labels = _labels(adata, labels_key, rows)
+    if settings.mixup_prob and labels is None:
+        raise DiceInputError("mixup_prob > 0 needs labels_key= (mixup combines cells of the same label).")
+    matrix = get_matrix(adata, layer)
+    embedding = LinearEmbedding.fit(
+        matrix, adata.var_names, n_comps=n_comps, max_value=settings.max_value, rows=rows, what="adata", layer=layer
+    )
+    latents = reference_latents(embedding, matrix, rows=rows)
+    logger.info("dice: k = %d latent dimensions, reference noise variance %.3g", embedding.n_comps,
+                embedding.noise_var)
+    return DicePrior.fit(embedding, latents, labels=labels, settings=settings, seed=seed, device=device,
+                         progress=progress)
+
+
 def train_prior(
-    adata_ref: AnnData,
+    adata: AnnData,
     *,
     n_comps: int | None = None,
     layer: str | None = None,
     labels_key: str | None = None,
-    mixup_prob: float | None = None,
-    max_value: float | None = 10.0,
-    hidden_dim: int = 64,
-    n_blocks: int = 2,
-    norm: str = "batch",
-    n_timesteps: int = 512,
-    n_steps: int = 4000,
-    batch_size: int = 512,
-    lr: float = 1e-3,
-    weight_decay: float = 1e-4,
+    settings: TrainSettings | None = None,
     seed: int = 0,
     device: str = "auto",
     progress: bool = True,
 ):
     """Fit the loading matrix V and train a diffusion prior over the reference's latent cell states.
 
+    The fit streams over row blocks (exact PCA from the genes x genes Gram matrix), so dense, sparse, backed
+    and dask-backed AnnData all work and memory stays ``O(genes^2 + block)``.
+
     Parameters
     ----------
-    adata_ref
-        Reference cells, log-normalised (raw counts are refused; see :func:`dice.pp.recipe_paper`).
-        Not modified.
+    adata
+        Reference cells, log-normalised (raw counts and scaled data are refused; see
+        :func:`dice.pp.recipe_paper`). Not modified.
     n_comps
-        Latent dimension k; ``None`` picks the elbow of the singular values (between 10 and 50).
+        Latent dimension k; ``None`` picks the elbow of the spectrum (between 10 and 50).
     layer
-        Use ``adata_ref.layers[layer]`` instead of ``X``.
+        Use ``adata.layers[layer]`` instead of ``X``.
     labels_key
         Column of ``obs`` with cell labels, enabling the paper's same-label mixup augmentation.
-    mixup_prob
-        Probability of replacing a training latent by a Dirichlet(1) mix of it and four same-label
-        cells; default 0.9 (the paper's value) when ``labels_key`` is given, else no mixup.
-    max_value
-        Cap after standardising genes with the reference statistics (the paper's 10).
-    hidden_dim, n_blocks, norm
-        Network width D, number of residual blocks M and normalisation. The CPU-sized default
-        (D = 64, M = 2, ~150k parameters for k = 25) matched larger networks in our measurements;
-        the paper used D = 512, M = 8 on GPU for real data.
-    n_timesteps
-        Diffusion steps T of the linear beta schedule (1e-4 to 2e-2).
-    n_steps, batch_size, lr, weight_decay
-        AdamW optimisation: number of gradient steps (not epochs, so that cost does not grow with the
-        number of cells), mini-batch size, peak learning rate (cosine decay), weight decay.
+    settings
+        Network and optimisation settings (:class:`dice.tl.TrainSettings`; default: the measured CPU default).
     seed
         Seeds the network initialisation, batches, diffusion times and noise.
     device
-        ``"auto"`` (CUDA when available, else CPU), ``"cpu"`` or ``"cuda"``.
+        ``"auto"`` (CUDA when available, else CPU), ``"cpu"`` or ``"cuda"``; the device used is recorded in
+        ``model.config["device"]``.
     progress
         Show a progress bar.
 
     Returns
     -------
-    :class:`dice.models.DicePrior`, holding genes, standardisation, V, the network, its noise schedule,
-    the training history and the seed. Save it with ``model.save(path)``.
+    :class:`dice.models.DicePrior`, holding genes, standardisation, V, the network, its noise schedule, the
+    training history and the seed. Save it with ``model.save(path)``.
     """
-    from ..models import DicePrior
-    from ..pp._linear import LinearEmbedding
-
-    check_adata(adata_ref, layer=layer, what="adata_ref", min_cells=3)
-    labels = None
-    if labels_key is not None:
-        if labels_key not in adata_ref.obs:
-            raise DiceInputError(
-                f"labels_key {labels_key!r} is not a column of adata_ref.obs (columns: {list(adata_ref.obs)})."
-            )
-        labels = adata_ref.obs[labels_key].astype(str).to_numpy()
-        if adata_ref.obs[labels_key].isna().any():
-            raise DiceInputError(f"obs[{labels_key!r}] has missing labels; drop those cells or fill them.")
-    if mixup_prob is None:
-        mixup_prob = 0.9 if labels is not None else 0.0
-    if not 0.0 <= mixup_prob <= 1.0:
-        raise DiceInputError(f"mixup_prob must lie in [0, 1], got {mixup_prob}.")
-    if mixup_prob > 0 and labels is None:
-        raise DiceInputError("mixup_prob > 0 needs labels_key= (mixup combines cells of the same label).")
-    matrix = get_matrix(adata_ref, layer)
-    embedding = LinearEmbedding.fit(
-        matrix, adata_ref.var_names, n_comps=n_comps, max_value=max_value, seed=seed
-    )
-    latents = embedding.project(embedding.standardize(_dense(matrix)))
-    logger.info("dice: k = %d latent dimensions, reference noise variance %.3g", embedding.n_comps,
-                embedding.noise_var)
-    return DicePrior.fit(
-        embedding, latents, labels=labels, mixup_prob=mixup_prob, hidden_dim=hidden_dim, n_blocks=n_blocks,
-        norm=norm, n_timesteps=n_timesteps, n_steps=n_steps, batch_size=batch_size, lr=lr,
-        weight_decay=weight_decay, seed=seed, device=device, progress=progress,
-    )
-
-
-def _dense(matrix) -> np.ndarray:
-    return matrix.toarray() if hasattr(matrix, "toarray") else np.asarray(matrix)
+    settings = settings if settings is not None else TrainSettings()
+    if not isinstance(settings, TrainSettings):
+        raise DiceInputError(f"settings must be a dice.tl.TrainSettings, got {type(settings).__name__}.")
+    check_seed(seed)
+    check_adata(adata, layer=layer, what="adata", min_cells=3)
+    return fit_prior(adata, n_comps=n_comps, layer=layer, labels_key=labels_key, settings=settings, seed=seed,
+                     device=device, progress=progress)

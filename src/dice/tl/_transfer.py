@@ -8,29 +8,32 @@ import numpy as np
 import pandas as pd
 from anndata import AnnData
 
-from .._validation import DiceInputError, check_adata
-from ._classifiers import CLASSIFIERS, KnnVotes, LogisticLatent
-from ._confidence import _check_alpha, credible_sets, knn_votes, set_strings
+from .._settings import PosteriorSettings, TrainSettings, TransferSettings, check_seed
+from .._validation import DiceInputError, check_adata, get_matrix
+from ._classifiers import KnnVotes, LogisticLatent
+from ._confidence import credible_sets, knn_votes, set_strings
 
 __all__ = ["transfer_labels"]
 
 UNASSIGNED = "unassigned"
 
 
-def _reference_labels(reference: AnnData, label_key: str) -> tuple[AnnData, np.ndarray, np.ndarray]:
-    check_adata(reference, what="reference", min_cells=3)
-    if label_key not in reference.obs:
+def _reference_labels(reference: AnnData, labels_key: str, layer) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Positions of the labelled reference cells, the class names and each labelled cell's class code."""
+    check_adata(reference, layer=layer, what="reference", min_cells=3)
+    if labels_key not in reference.obs:
         raise DiceInputError(
-            f"label_key {label_key!r} is not a column of reference.obs (columns: {list(reference.obs)})."
+            f"labels_key {labels_key!r} is not a column of reference.obs (columns: {list(reference.obs)})."
         )
-    labelled = reference.obs[label_key].notna().to_numpy()
-    if not labelled.all():
-        warnings.warn(f"{int((~labelled).sum())} reference cells without a label are left out.", stacklevel=3)
-        reference = reference[labelled]
-    classes, codes = np.unique(reference.obs[label_key].astype(str).to_numpy(), return_inverse=True)
+    column = reference.obs[labels_key]
+    labelled = np.flatnonzero(column.notna().to_numpy())
+    if len(labelled) < reference.n_obs:
+        warnings.warn(f"{reference.n_obs - len(labelled)} reference cells without a label are left out.",
+                      stacklevel=3)
+    classes, codes = np.unique(column.iloc[labelled].astype(str).to_numpy(), return_inverse=True)
     if len(classes) < 2:
-        raise DiceInputError(f"reference.obs[{label_key!r}] needs at least 2 distinct labels.")
-    return reference, classes, codes
+        raise DiceInputError(f"reference.obs[{labels_key!r}] needs at least 2 distinct labels.")
+    return labelled, classes, codes
 
 
 def _calibration_split(codes: np.ndarray, fraction: float, max_cells: int, seed: int) -> np.ndarray:
@@ -47,13 +50,13 @@ def _calibration_split(codes: np.ndarray, fraction: float, max_cells: int, seed:
     return held
 
 
-def _mean_distance(samples, index, codes, n_classes, n_neighbors) -> np.ndarray:
+def _mean_distance(means, index, codes, n_classes, n_neighbors) -> np.ndarray:
     """Mean distance of each cell's posterior mean to its reference neighbours (the novelty score's base).
 
     It uses the posterior mean, not the samples: samples keep measurement noise (more in a noisier
     technology), the mean is denoised, so its distance to the reference reflects biology.
     """
-    return knn_votes(samples.mean(axis=1), index, codes, n_classes, n_neighbors)[1]
+    return knn_votes(means, index, codes, n_classes, n_neighbors)[1]
 
 
 def _temper(probabilities: np.ndarray, temperature: float, pseudo: float) -> np.ndarray:
@@ -95,204 +98,173 @@ class _Novelty:
 
 
 def transfer_labels(
-    adata_query: AnnData,
+    adata: AnnData,
     reference: AnnData,
-    *,
-    label_key: str,
     model=None,
-    alpha: float = 0.1,
-    seed: int = 0,
-    n_samples: int = 10,
-    n_neighbors: int = 15,
-    classifier: str = "logistic",
-    set_method: str = "conformal",
-    novelty_alpha: float | None = 0.01,
-    novelty_margin: float = 1.25,
-    calibration_fraction: float = 0.15,
-    max_calibration_cells: int = 1500,
-    labels_mixup: bool = False,
+    *,
+    labels_key: str,
+    layer: str | None = None,
+    settings: PosteriorSettings | str | None = None,
+    transfer: TransferSettings | None = None,
+    training: TrainSettings | None = None,
     store_samples: bool = False,
-    train_kwargs: dict | None = None,
-    denoise_kwargs: dict | None = None,
     key_added: str = "dice",
+    seed: int = 0,
     progress: bool = True,
     copy: bool = False,
 ) -> AnnData | None:
     """Transfer labels from a labelled reference to a query, with calibrated confidence and label sets.
 
-    Method. Each query cell is denoised with a DICE prior of the reference (``n_samples`` posterior
-    samples and the posterior mean); a classifier of the latent space turns them into ``P(label | x)``
-    (see ``classifier``).
-    Calibration uses only the **reference**: a stratified held-out part of it is denoised as if
-    it were a query and classified against the rest, and fixes (i) a temperature (held-out likelihood),
-    (ii) the novelty scale and (iii) the conformal threshold of the label sets. Novelty: a cell whose
-    samples sit much farther from their reference neighbours than held-out reference cells' samples do
-    (see ``novelty_margin``) moves probability mass to ``"unassigned"``.
+    Method. Each query cell is denoised with a DICE prior of the reference (posterior draws and the posterior
+    mean); a classifier of the latent space turns them into ``P(label | x)`` (``transfer.classifier``).
+    Calibration uses only the **reference**: a stratified held-out part of it is denoised as if it were a
+    query and classified against the rest, and fixes (i) a temperature (held-out likelihood), (ii) the novelty
+    scale and (iii) the conformal threshold of the label sets. Novelty: a cell whose posterior mean sits much
+    farther from its reference neighbours than held-out reference cells' do moves probability to
+    ``"unassigned"``. Everything runs on arrays read in row blocks: no AnnData is copied.
 
     Parameters
     ----------
-    adata_query
+    adata
         Log-normalised query cells (genes matched by name). Not modified on error.
     reference
-        Log-normalised, labelled reference (``obs[label_key]``; unlabelled cells are left out).
-    label_key
-        Column of ``reference.obs`` with the labels.
+        Log-normalised, labelled reference (``obs[labels_key]``; unlabelled cells are left out).
     model
-        A :class:`dice.models.DicePrior` of this reference. ``None`` trains one on the non-calibration part
-        of the reference (so that calibration cells are unseen); a given model may have seen them, which
-        makes the calibration slightly optimistic.
-    alpha
-        Label sets hold the true label with probability ``1 - alpha``.
-    seed
-        Seeds the calibration split, the training and the sampler.
-    n_samples, n_neighbors
-        Posterior samples per cell; reference neighbours for ``classifier="knn"`` and the novelty score.
-    classifier
-        ``"logistic"`` (default): multinomial logistic regression fitted on the reference cells' posterior
-        means, applied to the query cells' posterior means. ``"knn"``: every posterior sample votes with
-        the labels of its ``n_neighbors`` nearest reference cells (reference scores ``V^T x``) and the votes
-        are averaged over samples (a posterior predictive). Measured on five tasks in BENCHMARKS.md,
-        section 5.
-    set_method
-        ``"conformal"`` (split-conformal sets: every label whose probability reaches the threshold
-        calibrated on held-out reference cells; coverage ``>= 1 - alpha`` for query cells exchangeable with
-        the reference; may be empty: ``"unassigned"``) or ``"credible"`` (smallest set of labels, including
-        ``"unassigned"``, with probability ``>= 1 - alpha``).
-    novelty_alpha, novelty_margin
-        Novelty score = distance of the cell's posterior mean to its reference neighbours divided by the
-        ``1 - novelty_alpha`` quantile of that distance among held-out reference cells. Above
-        ``novelty_margin`` probability moves to ``"unassigned"`` (weight ``(margin / score) ** 8``). The
-        margin leaves room for technology shifts (CEL-seq2 -> Drop-seq: scores up to ~1.1; an unseen
-        cluster in E.2: 1.1-1.9). ``novelty_alpha=None`` switches novelty off.
-    calibration_fraction, max_calibration_cells
-        Size of the held-out calibration part of the reference.
-    labels_mixup
-        Train the prior with the paper's same-label mixup (``labels_key=label_key``).
+        A :class:`dice.models.DicePrior` of this reference. ``None`` trains one on the non-calibration part of
+        the reference (so that calibration cells are unseen); a given model may have seen them, which makes
+        the calibration slightly optimistic.
+    labels_key
+        Column of ``reference.obs`` with the labels.
+    layer
+        Layer holding the log-normalised values, in both ``adata`` and ``reference`` (``None``: ``X``).
+    settings
+        The posterior (:class:`dice.tl.PosteriorSettings`), as in :func:`dice.tl.denoise`.
+    transfer
+        Classifier, label sets, novelty and calibration (:class:`dice.tl.TransferSettings`).
+    training
+        :class:`dice.tl.TrainSettings` of the prior trained when ``model`` is ``None``.
     store_samples
-        Also keep the query's posterior samples (``obsm[f"X_{key_added}_samples"]``).
-    train_kwargs, denoise_kwargs
-        Extra arguments of :func:`dice.tl.train_prior` and :func:`dice.tl.denoise`.
+        Also keep the query's posterior draws (``obsm[f"X_{key_added}_samples"]``).
     key_added
         Prefix of the written keys.
+    seed
+        Seeds the calibration split, the training and the sampler.
     progress
         Show progress bars.
     copy
-        Return a new AnnData instead of writing into ``adata_query``.
+        Return a new AnnData instead of writing into ``adata``.
 
     Returns
     -------
-    ``None`` or the new AnnData. Writes ``obsm[f"{key_added}_label_probabilities"]`` (DataFrame, cells x
-    labels plus ``"unassigned"`` when novelty is on), ``obs[f"{key_added}_label"]`` (most probable known
-    label), ``obs[f"{key_added}_label_confidence"]`` (its probability), ``obs[f"{key_added}_label_set"]``
-    (``"a|b"``, most probable first; ``"unassigned"`` when empty), ``obs[f"{key_added}_label_set_size"]``,
-    ``obs[f"{key_added}_novelty"]`` (novelty score), the denoising outputs of :func:`dice.tl.denoise` and
-    ``uns[f"{key_added}_label_transfer"]`` (parameters, temperature, thresholds, class names).
+    ``None`` or the new AnnData. Writes ``obsm[f"{key_added}_label_probabilities"]`` (DataFrame, cells x labels
+    plus ``"unassigned"`` when novelty is on), ``obs[f"{key_added}_label"]`` (most probable known label),
+    ``obs[f"{key_added}_label_confidence"]`` (its probability), ``obs[f"{key_added}_label_set"]`` (``"a|b"``,
+    most probable first; ``"unassigned"`` when empty), ``obs[f"{key_added}_label_set_size"]``,
+    ``obs[f"{key_added}_novelty"]`` (novelty score), the outputs of :func:`dice.tl.denoise` and
+    ``uns[f"{key_added}_label_transfer"]`` (``"params"``, temperature, thresholds, class names).
     """
     from ..pp._align import align_genes
-    from ..pp._project import standardized_matrix
-    from ._denoise import denoise
-    from ._train import train_prior
+    from ._denoise import resolve_model, versions, write_outputs
+    from ._latent import measure_cells, posterior_of
+    from ._train import fit_prior
 
-    _check_alpha(alpha)
-    if classifier not in CLASSIFIERS:
-        raise DiceInputError(f"classifier must be one of {CLASSIFIERS}, got {classifier!r}.")
-    if set_method not in ("conformal", "credible"):
-        raise DiceInputError(f"set_method must be 'conformal' or 'credible', got {set_method!r}.")
-    if novelty_alpha is not None and not 0.0 < novelty_alpha < 1.0:
-        raise DiceInputError(f"novelty_alpha must lie in (0, 1) or be None, got {novelty_alpha}.")
-    check_adata(adata_query, what="adata_query")
-    reference, classes, codes = _reference_labels(reference, label_key)
-    held = _calibration_split(codes, calibration_fraction, max_calibration_cells, seed)
+    settings = PosteriorSettings.resolve(settings)
+    transfer = transfer if transfer is not None else TransferSettings()
+    if not isinstance(transfer, TransferSettings):
+        raise DiceInputError(f"transfer must be a dice.tl.TransferSettings, got {type(transfer).__name__}.")
+    check_seed(seed)
+    check_adata(adata, layer=layer, what="adata")
+    labelled, classes, codes = _reference_labels(reference, labels_key, layer)
+    held = _calibration_split(codes, transfer.calibration_fraction, transfer.max_calibration_cells, seed)
     if held.sum() < 20:
         raise DiceInputError(
             f"only {int(held.sum())} reference cells for calibration; a larger reference "
             "or calibration_fraction is needed (at least 20 cells)."
         )
-    genes = reference.var_names if model is None else model.embedding.genes
-    align_genes(adata_query, genes, what="adata_query")  # too few shared genes: fail before any work
+    genes = reference.var_names if model is None else model.genes
+    align_genes(adata.var_names, genes, min_shared=settings.min_shared, what="adata")  # fail before any work
     trained_here = model is None
     if trained_here:
-        extra = {"labels_key": label_key} if labels_mixup else {}
-        model = train_prior(
-            reference[~held].copy(), seed=seed, progress=progress, **extra, **(train_kwargs or {})
+        model = fit_prior(
+            reference, n_comps=None, layer=layer, labels_key=labels_key if transfer.labels_mixup else None,
+            settings=training if training is not None else TrainSettings(), seed=seed, device="auto",
+            progress=progress, rows=labelled[~held],
         )
-    embedding = model.embedding
-    index = embedding.project(standardized_matrix(reference, embedding))
-    options = {"n_samples": n_samples, "seed": seed, "progress": progress, **(denoise_kwargs or {})}
-    options.update(store_samples=True, copy=True, key_added=key_added)
-    calibration = denoise(reference[held].copy(), model=model, **options)
-    query = denoise(adata_query, model=model, **options)
-
-    cal_samples, samples = calibration.obsm[f"X_{key_added}_samples"], query.obsm[f"X_{key_added}_samples"]
-    pseudo = 0.5 / (n_neighbors * samples.shape[1])
-    n_classes = len(classes)
-    if classifier == "logistic":
+    else:
+        model, _ = resolve_model(model, adata, layer=layer, n_comps=None, training=training, seed=seed,
+                                 device="auto", progress=progress)
+    ref_cells = measure_cells(model.embedding, get_matrix(reference, layer), reference.var_names, settings,
+                              rows=labelled, what="reference", layer=layer, progress=progress)
+    query_cells = measure_cells(model.embedding, get_matrix(adata, layer), adata.var_names, settings,
+                                layer=layer, progress=progress)
+    keep = transfer.classifier == "knn" or store_samples
+    calibration = posterior_of(model, ref_cells, settings, rows=np.flatnonzero(held), seed=seed,
+                               keep_samples=True, progress=progress)
+    query = posterior_of(model, query_cells, settings, seed=seed, keep_samples=keep, progress=progress)
+    index = ref_cells.pca
+    n_neighbors, n_classes = transfer.n_neighbors, len(classes)
+    pseudo = 0.5 / (n_neighbors * settings.n_samples)
+    if transfer.classifier == "logistic":
         # the reference's posterior means as Tweedie estimates: one network call per cell, no draws
-        means = denoise(reference[~held].copy(), model=model, **{**options, "n_samples": 1,
-                                                                 "prior_step": "tweedie", "progress": False})
-        cal_model = query_model = LogisticLatent(means.obsm[f"X_{key_added}"], codes[~held], n_classes)
+        means = posterior_of(model, ref_cells, settings.replace(n_samples=1, prior_step="tweedie"),
+                             rows=np.flatnonzero(~held), seed=seed, progress=False).mean
+        cal_model = query_model = LogisticLatent(means, codes[~held], n_classes)
     else:
         cal_model = KnnVotes(index[~held], codes[~held], n_classes, n_neighbors)
         query_model = KnnVotes(index, codes, n_classes, n_neighbors)
-    cal_raw = cal_model.probabilities(cal_samples, calibration.obsm[f"X_{key_added}"])
-    cal_dist = _mean_distance(cal_samples, index[~held], codes[~held], n_classes, n_neighbors)
+    cal_raw = cal_model.probabilities(calibration.samples, calibration.mean)
+    cal_dist = _mean_distance(calibration.mean, index[~held], codes[~held], n_classes, n_neighbors)
     temperature = _fit_temperature(cal_raw, codes[held], pseudo)
-    novelty = _Novelty(cal_dist, novelty_alpha, novelty_margin)
-    raw = query_model.probabilities(samples, query.obsm[f"X_{key_added}"])
-    dist = _mean_distance(samples, index, codes, n_classes, n_neighbors)
+    novelty = _Novelty(cal_dist, transfer.novelty_alpha, transfer.novelty_margin)
+    raw = query_model.probabilities(query.samples, query.mean)
+    dist = _mean_distance(query.mean, index, codes, n_classes, n_neighbors)
 
     def finish(p, d):
         weight = novelty.weight(d)[:, None]
         p = _temper(p, temperature, pseudo) * weight
-        return np.hstack([p, 1.0 - weight]) if novelty_alpha is not None else p
+        return np.hstack([p, 1.0 - weight]) if transfer.novelty_alpha is not None else p
 
     cal_p, probabilities = finish(cal_raw, cal_dist), finish(raw, dist)
-    names = np.append(classes, UNASSIGNED) if novelty_alpha is not None else classes
-    cal_true = cal_p[np.arange(len(cal_p)), codes[held]]
-    rank = int(np.floor(alpha * (len(cal_true) + 1)))  # split-conformal: P(p_true < threshold) <= alpha
-    threshold = float(np.sort(cal_true)[rank - 1]) if rank >= 1 else 0.0
-    # A label with most of the probability always belongs to the set: without errors among the calibration
-    # cells the threshold is ~1, and any shift would empty every set. Lowering it keeps coverage >= 1 - alpha.
-    threshold = min(threshold, 0.5)
-    if set_method == "conformal":
+    names = np.append(classes, UNASSIGNED) if transfer.novelty_alpha is not None else classes
+    threshold = _conformal_threshold(cal_p[np.arange(len(cal_p)), codes[held]], transfer.alpha)
+    if transfer.set_method == "conformal":
         mask = np.zeros(probabilities.shape, dtype=bool)
         mask[:, :n_classes] = probabilities[:, :n_classes] >= threshold - 1e-9  # float ties
     else:
-        mask = credible_sets(probabilities, alpha)
+        mask = credible_sets(probabilities, transfer.alpha)
     best = probabilities[:, :n_classes].argmax(axis=1)
 
-    target = adata_query.copy() if copy else adata_query
-    for key in (f"X_{key_added}", f"X_{key_added}_pca") + ((f"X_{key_added}_samples",) * store_samples):
-        target.obsm[key] = query.obsm[key]
-    for key in (f"{key_added}_uncertainty", f"{key_added}_noise_sd"):
-        target.obs[key] = query.obs[key].to_numpy()
-    target.uns[key_added] = query.uns[key_added]
-    target.obsm[f"{key_added}_label_probabilities"] = pd.DataFrame(
-        probabilities, index=target.obs_names, columns=names
-    )
+    target = adata.copy() if copy else adata
+    write_outputs(target, key_added, query, store_samples=store_samples)
+    target.uns[key_added] = {"params": {**settings.to_dict(), "seed": seed, "store_samples": store_samples},
+                             **query.info, "device": str(model.device), "versions": versions()}
+    target.obsm[f"{key_added}_label_probabilities"] = pd.DataFrame(probabilities, index=target.obs_names,
+                                                                   columns=names)
     target.obs[f"{key_added}_label"] = pd.Categorical(classes[best], categories=classes)
     target.obs[f"{key_added}_label_confidence"] = probabilities[np.arange(len(best)), best]
     target.obs[f"{key_added}_label_set"] = set_strings(mask, probabilities, names, empty=UNASSIGNED)
     target.obs[f"{key_added}_label_set_size"] = mask[:, :n_classes].sum(axis=1).astype(np.int64)
     target.obs[f"{key_added}_novelty"] = novelty.score(dist)
     target.uns[f"{key_added}_label_transfer"] = {
-        "label_key": label_key,
+        "params": {**transfer.to_dict(), "labels_key": labels_key, "seed": seed},
         "classes": list(map(str, classes)),
-        "alpha": float(alpha),
-        "set_method": set_method,
         "conformal_threshold": threshold,
         "temperature": temperature,
         "pseudo_count": pseudo,
-        "novelty_alpha": "none" if novelty_alpha is None else float(novelty_alpha),
-        "novelty_margin": float(novelty_margin),
         "novelty_distance_quantile": novelty.quantile,
         "n_calibration_cells": int(held.sum()),
         "n_index_cells": len(index),
-        "n_samples": int(options["n_samples"]),
-        "n_neighbors": n_neighbors,
-        "classifier": classifier,
-        "labels_mixup": bool(labels_mixup),
-        "seed": seed,
         "prior_trained_here": bool(trained_here),
     }
     return target if copy else None
+
+
+def _conformal_threshold(true_probabilities: np.ndarray, alpha: float) -> float:
+    """Split-conformal threshold: ``P(p_true < threshold) <= alpha`` on the calibration cells, at most 0.5.
+
+    A label with most of the probability always belongs to the set: without errors among the calibration
+    cells the threshold is ~1, and any shift would empty every set. Lowering it keeps coverage >= 1 - alpha.
+    """
+    rank = int(np.floor(alpha * (len(true_probabilities) + 1)))
+    threshold = float(np.sort(true_probabilities)[rank - 1]) if rank >= 1 else 0.0
+    return min(threshold, 0.5)
