@@ -72,7 +72,7 @@ def _rates(u, mean, std, loadings, scale, floor, min_rate):
     return rate, slope
 
 
-def _solve_block(counts, present, embedding, ref, n_iter, u0):
+def _solve_block(counts, present, embedding, ref, n_iter, u0, tol=1e-3):
     """Damped Fisher scoring of the penalised count log-likelihood for one block; returns ``y``, ``H``, ``uhat``."""
     loadings = embedding.loadings.astype(np.float64)[present]
     mean, std = embedding.mean.astype(np.float64)[present], embedding.std.astype(np.float64)[present]
@@ -91,47 +91,54 @@ def _solve_block(counts, present, embedding, ref, n_iter, u0):
         nb = np.where(alpha > 0, (c + 1.0 / np.maximum(alpha, 1e-12)) * np.log1p(alpha * lam), lam)
         return np.sum(c * np.log(lam) - nb, axis=1) - 0.5 * np.sum(u * u * prec, axis=1)
 
-    def fisher(u):
+    def fisher(u, rows):
         rate, slope = _rates(u, mean, std, loadings, scale, floor, min_rate)
         total = rate.sum(axis=1, keepdims=True)
-        lam = depth * rate / total
+        n = depth[rows]
+        lam = n * rate / total
         weight = 1.0 / (lam * (1.0 + alpha * lam))  # 1 / Var(c_g)
-        a = depth * slope / total  # d lambda_g / d (V u)_g
+        a = n * slope / total  # d lambda_g / d (V u)_g
         m = (slope @ loadings) / total  # d lambda_g / du = a_g V_g - lambda_g m
-        resid = weight * (counts - lam)
+        resid = weight * (counts[rows] - lam)
         score = resid * a @ loadings - np.sum(resid * lam, axis=1, keepdims=True) * m - u * prec
         cross = (weight * a * lam) @ loadings
-        info = ((weight * a * a) @ outer).reshape(n_cells, k, k)
+        info = ((weight * a * a) @ outer).reshape(-1, k, k)
         info -= cross[:, :, None] * m[:, None, :] + m[:, :, None] * cross[:, None, :]
         info += np.sum(weight * lam * lam, axis=1)[:, None, None] * m[:, :, None] * m[:, None, :]
         return score, (info + np.swapaxes(info, 1, 2)) / 2
 
-    u = np.zeros((n_cells, k)) if u0 is None else np.array(u0, dtype=np.float64)
+    if u0 is None:  # start from the log-normalised projection: close to the mode for deep cells
+        x = np.log1p(1e4 * counts / np.maximum(depth, 1.0))
+        u0 = np.minimum((x - mean) / std, embedding.max_value or np.inf) @ loadings
+    u = np.array(u0, dtype=np.float64)
     current = objective(u, slice(None))
     damping = np.full(n_cells, 1e-2)
     eye = np.eye(k)[None]
+    active = np.arange(n_cells)  # cells still moving
     for _ in range(n_iter):
-        score, info = fisher(u)
+        score, info = fisher(u[active], active)
         system = info + np.diag(prec)[None]
         diag = np.diagonal(system, axis1=1, axis2=2)[:, :, None] * eye
-        todo = np.arange(n_cells)
-        gain = np.zeros(n_cells)
+        todo = np.arange(active.size)  # positions in ``active``
+        gain = np.zeros(active.size)
         for _ in range(8):  # Levenberg-Marquardt: raise a cell's damping until its objective rises
-            step = np.linalg.solve(system[todo] + damping[todo, None, None] * diag[todo], score[todo, :, None])[..., 0]
-            trial = u[todo] + step
-            value = objective(trial, todo)
-            ok = value >= current[todo] - 1e-9  # NaN counts as a failure
-            done = todo[ok]
-            gain[done] = value[ok] - current[done]
+            rows = active[todo]
+            step = np.linalg.solve(system[todo] + damping[rows, None, None] * diag[todo], score[todo, :, None])[..., 0]
+            trial = u[rows] + step
+            value = objective(trial, rows)
+            ok = value >= current[rows] - 1e-9  # NaN counts as a failure
+            done = rows[ok]
+            gain[todo[ok]] = value[ok] - current[done]
             u[done], current[done] = trial[ok], value[ok]
             damping[done] = np.maximum(damping[done] / 10.0, 1e-6)
             todo = todo[~ok]
-            damping[todo] *= 10.0
+            damping[active[todo]] *= 10.0
             if todo.size == 0:
                 break
-        if np.max(gain) < 1e-6:
+        active = active[gain > tol]
+        if active.size == 0:
             break
-    _, info = fisher(u)
+    _, info = fisher(u, slice(None))
     # divide the Gaussian prior out: N(y; u, H^-1) N(u; 0, P^-1) has its mode at u, so y = u + H^-1 P u
     info += 1e-8 * np.eye(k)[None]
     y = u + np.linalg.solve(info, (u * prec)[:, :, None])[:, :, 0]
