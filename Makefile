@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 THREADS := OMP_NUM_THREADS=2 MKL_NUM_THREADS=2 OPENBLAS_NUM_THREADS=2 NUMBA_NUM_THREADS=2
 
-.PHONY: install demo test lint clean
+.PHONY: install demo test lint clean docs
 
 $(BIN)/activate:
 	$(PY) -m venv $(VENV)
@@ -23,6 +23,13 @@ test: install
 
 lint: install
 	$(BIN)/ruff check .
+
+# HTML documentation (docs/_build/html), warnings are errors. Installs the docs extra only when one of its
+# packages is missing. Works offline: no intersphinx, notebooks are rendered without being executed.
+docs: install
+	$(BIN)/python -c "import sphinx, myst_nb, furo, sphinx_autodoc_typehints, sphinx_copybutton" 2>/dev/null \
+		|| $(BIN)/pip install -q -c constraints.txt -e ".[test,docs]"
+	$(BIN)/sphinx-build -W --keep-going -b html docs docs/_build/html
 
 clean:
 	rm -rf $(VENV) dice_demo_output .pytest_cache
