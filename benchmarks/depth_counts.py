@@ -9,7 +9,8 @@ thinned to a fraction ``f`` of their depth. Compared, with the same diffusion-pr
                 ``V^T x_std`` of the reference.
 ``counts``      the count measurement, prior trained on the reference's own count measurements (measurement
                 and prior in the same space). ``counts/poisson``: the same with no dispersion (alpha = 0);
-                ``counts/prec``: isotropic level ``k / trace(H)`` instead of ``trace(H^-1) / k``.
+                ``counts/prec``: isotropic level ``k / trace(H)`` instead of ``trace(H^-1) / k``;
+                ``counts/matched``: ``trace(H^-1) / k`` with the centre matched under the Gaussian prior.
 ``naive_bayes`` multinomial naive Bayes on the counts, one profile per reference type.
 
 Metrics on the query (``Unknown`` dropped): label accuracy of a logistic regression and of 15-NN fitted on the
@@ -124,10 +125,18 @@ def run_seed(seed: int, fractions) -> list[dict]:
         if method == "lognorm":
             return lognorm_measurement(emb, cts)
         ref = poisson_ref if method == "counts/poisson" else count_ref
-        meas = count_measurement(cts, emb, ref, level="mean_precision" if method == "counts/prec" else "mean_var")
+        level = {"counts/prec": "mean_precision", "counts/matched": "matched"}.get(method, "mean_var")
+        meas = count_measurement(cts, emb, ref, level=level)
         return meas.scores, meas.noise_var
 
-    prior_of = {"lognorm": "std", "counts/std": "std", "counts": "nb", "counts/prec": "nb", "counts/poisson": "poisson"}
+    prior_of = {
+        "lognorm": "std",
+        "counts/std": "std",
+        "counts": "nb",
+        "counts/prec": "nb",
+        "counts/matched": "nb",
+        "counts/poisson": "poisson",
+    }
     rows = []
     for method, prior in prior_of.items():
         model = priors[prior]
@@ -177,7 +186,7 @@ def report(frame: pd.DataFrame) -> str:
         values = values.dropna()
         return "" if values.empty else f"{values.mean():.3f} ± {values.std(ddof=1) if len(values) > 1 else 0:.3f}"
 
-    order = ["lognorm", "counts/std", "counts", "counts/poisson", "counts/prec", "naive_bayes"]
+    order = ["lognorm", "counts/std", "counts", "counts/poisson", "counts/prec", "counts/matched", "naive_bayes"]
     lines = [
         "| f | UMIs | method | logistic acc | kNN acc | rel. error to f=1 | noise sd |",
         "|---|---|---|---|---|---|---|",
