@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-import json
+import dataclasses
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
 
-from .._validation import DiceInputError
+from .._validation import DiceInputError, DiceModelError
 from ..pp._linear import LinearEmbedding
+from . import _io
 from ._network import DiffusionMLP
 from .._settings import PosteriorSettings, TrainSettings
 from ._posterior import PosteriorSamples, sample_posterior
@@ -19,16 +20,47 @@ from ._training import SameLabelMixup, train_diffusion
 
 __all__ = ["FORMAT_VERSION", "DicePrior", "resolve_device"]
 
-FORMAT_VERSION = 1
-CONFIG_FILE = "config.json"
-WEIGHTS_FILE = "weights.pt"
+FORMAT_VERSION = _io.FORMAT_VERSION  # 2: atomic writes, checksums and a tensor manifest (see ``_io``)
+CONFIG_FILE = _io.CONFIG_FILE
+WEIGHTS_FILE = _io.WEIGHTS_FILE
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """``"auto"`` picks CUDA when available, else the CPU."""
-    if str(device) == "auto":
+    """The torch device to use: the one requested, or a :class:`DiceInputError` when it is not usable here.
+
+    Parameters
+    ----------
+    device
+        ``"auto"`` (CUDA when available, else the CPU), ``"cpu"``, ``"cuda"``, ``"cuda:<index>"``, ``"mps"``
+        or a :class:`torch.device`. A device that is unknown or not available on this machine is refused,
+        never silently replaced by another.
+
+    Returns
+    -------
+    The device.
+    """
+    if isinstance(device, str) and device.strip().lower() == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    n_cuda = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    mps = hasattr(torch.backends, "mps") and torch.backends.mps.is_available()
+    available = ["cpu", *(f"cuda:{i}" for i in range(n_cuda)), *(["mps"] if mps else [])]
+    hint = f"Devices available here: {available}; pass one of them, or device='auto' (CUDA when present, else CPU)."
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise DiceInputError(f"Unknown device {device!r}. {hint}") from None
+    if resolved.type == "cpu":
+        return resolved
+    if resolved.type == "cuda":
+        if n_cuda == 0:
+            why = "this torch is built without CUDA" if torch.version.cuda is None else "no CUDA GPU is visible"
+            raise DiceInputError(f"Device {device!r} was requested, but {why}. {hint}")
+        if resolved.index is not None and resolved.index >= n_cuda:
+            raise DiceInputError(f"Device {device!r} was requested, but only {n_cuda} CUDA GPU(s) exist. {hint}")
+        return resolved
+    if resolved.type == "mps" and mps:
+        return resolved
+    raise DiceInputError(f"Device {device!r} is not available on this machine (or not supported by dice). {hint}")
 
 
 class DicePrior:
@@ -178,76 +210,113 @@ class DicePrior:
 
     # ------------------------------------------------------------------ persistence
     def save(self, directory: str | Path, *, overwrite: bool = False) -> Path:
-        """Write ``config.json`` (format version, genes, parameters, history) and tensor-only weights."""
+        """Write the model to ``directory``: ``config.json`` (settings, genes, history, checksums) and ``weights.pt``.
+
+        The write is atomic: the files go to a temporary directory beside ``directory`` that is renamed into
+        place, so an interrupted save leaves either the previous model or the new one, never a mix.
+
+        Parameters
+        ----------
+        directory
+            Target directory (created; its parent too).
+        overwrite
+            Replace an existing model directory (refused otherwise when it is not empty).
+
+        Returns
+        -------
+        The directory written.
+        """
         from .. import __version__
 
-        directory = Path(directory)
-        if directory.exists() and any(directory.iterdir()) and not overwrite:
-            raise FileExistsError(f"{directory} exists and is not empty; pass overwrite=True to replace it.")
-        directory.mkdir(parents=True, exist_ok=True)
         emb = self.embedding
         config = {
-            "format_version": FORMAT_VERSION,
             "dice_version": __version__,
             "genes": [str(g) for g in emb.genes],
             "n_comps": emb.n_comps,
-            "max_value": emb.max_value,
-            "noise_var": emb.noise_var,
             "latent_scale": self.latent_scale,
-            **self.config,
         }
-        tensors = {f"network.{k}": v.detach().cpu() for k, v in self.network.state_dict().items()}
-        tensors.update({
-            "embedding.mean": torch.as_tensor(emb.mean),
-            "embedding.std": torch.as_tensor(emb.std),
-            "embedding.loadings": torch.as_tensor(emb.loadings),
-            "embedding.singular_values": torch.as_tensor(np.asarray(emb.singular_values)),
-        })
-        if emb.gene_noise_var is not None:
-            tensors["embedding.gene_noise_var"] = torch.as_tensor(emb.gene_noise_var)
-        (directory / CONFIG_FILE).write_text(json.dumps(config, indent=1))
-        torch.save(tensors, directory / WEIGHTS_FILE)
-        return directory
+        tensors = {f"network.{k}": v for k, v in self.network.state_dict().items()}
+        # every embedding field travels: arrays as tensors, everything else (noise_var, max_value...) in the config
+        for field in dataclasses.fields(emb):
+            if field.name == "genes":
+                continue
+            value = getattr(emb, field.name)
+            if isinstance(value, np.ndarray | torch.Tensor):
+                tensors[f"embedding.{field.name}"] = torch.as_tensor(value)
+            else:
+                config[field.name] = value.item() if isinstance(value, np.generic) else value
+        clash = sorted(set(config) & set(self.config))
+        if clash:
+            raise ValueError(f"model config keys {clash} collide with the embedding's fields")
+        config.update(self.config)
+        return _io.write_model_dir(directory, config, tensors, overwrite=overwrite)
 
     @classmethod
     def load(cls, directory: str | Path, *, device: str | torch.device = "auto") -> DicePrior:
-        """Load a model saved by :meth:`save`; checks the format version and the gene list."""
+        """Load a model written by :meth:`save`, onto ``device``, after checking that it is intact.
+
+        Parameters
+        ----------
+        directory
+            The model directory.
+        device
+            Where the network goes (see :func:`resolve_device`); an unavailable device is refused.
+
+        Raises
+        ------
+        DiceModelError
+            The directory is missing, incomplete, corrupted, mixed from two models, of another format version,
+            or holds non-finite weights; the message names the file and the fix.
+        """
+        device = resolve_device(device)
         directory = Path(directory)
-        config_path, weights_path = directory / CONFIG_FILE, directory / WEIGHTS_FILE
-        if not config_path.is_file() or not weights_path.is_file():
-            raise DiceInputError(
-                f"{directory} is not a dice model directory (expected {CONFIG_FILE} and {WEIGHTS_FILE})."
-            )
-        config = json.loads(config_path.read_text())
-        version = config.get("format_version")
-        if version != FORMAT_VERSION:
-            raise DiceInputError(
-                f"{directory} was saved in model format version {version} (by dice "
-                f"{config.get('dice_version', '?')}); this dice reads version {FORMAT_VERSION}. Install the "
-                "dice version that wrote it, or re-train the prior with `dice.tl.train_prior`."
-            )
-        tensors = torch.load(weights_path, map_location="cpu", weights_only=True)
+        config, tensors = _io.read_model_dir(directory)
+        config_path = directory / CONFIG_FILE
+        fields = {f.name: f for f in dataclasses.fields(LinearEmbedding)}
         genes = pd.Index(config["genes"])
-        loadings = tensors["embedding.loadings"].numpy()
-        if loadings.shape != (len(genes), config["n_comps"]) or not genes.is_unique:
-            raise DiceInputError(
-                f"{directory}: the gene list in {CONFIG_FILE} ({len(genes)} genes) does not match the "
-                f"saved loadings {tuple(loadings.shape)}; the directory is corrupted or mixed. Re-save it."
+        loadings = tensors.get("embedding.loadings")
+        if loadings is None or tuple(loadings.shape) != (len(genes), config["n_comps"]) or not genes.is_unique:
+            shape = None if loadings is None else tuple(loadings.shape)
+            raise DiceModelError(
+                f"{config_path}: the gene list ({len(genes)} genes, k={config['n_comps']}"
+                f"{'' if genes.is_unique else ', with duplicates'}) does not match the saved loadings {shape}; "
+                "the directory is corrupted or mixed. Re-save the model."
             )
-        # absent from models saved before the gene-weighted likelihood (denoise then falls back, with a warning)
-        gene_noise_var = tensors.get("embedding.gene_noise_var")
-        embedding = LinearEmbedding(
-            genes=genes, mean=tensors["embedding.mean"].numpy(), std=tensors["embedding.std"].numpy(),
-            loadings=loadings, singular_values=tensors["embedding.singular_values"].numpy(),
-            noise_var=float(config["noise_var"]), max_value=config["max_value"],
-            gene_noise_var=None if gene_noise_var is None else gene_noise_var.numpy(),
-        )
-        net = config["network"]
-        network = DiffusionMLP(
-            config["n_comps"], hidden_dim=net["hidden_dim"], n_blocks=net["n_blocks"],
-            time_dim=net["time_dim"], norm=net["norm"],
-        )
-        network.load_state_dict({k[len("network."):]: v for k, v in tensors.items() if k.startswith("network.")})
-        schedule = NoiseSchedule(**config["schedule"])
-        keep = {k: config[k] for k in ("network", "schedule", "training", "seed", "history")}
-        return cls(embedding, network, schedule, config["latent_scale"], keep, device=resolve_device(device))
+        unknown = [k for k in tensors if not k.startswith("network.") and k.removeprefix("embedding.") not in fields]
+        if unknown:
+            raise DiceModelError(
+                f"{directory / WEIGHTS_FILE}: tensors {unknown[:5]} are not known to this dice; the model was written "
+                "by a newer dice. Upgrade dice to load it."
+            )
+        kwargs = {"genes": genes}
+        for name in fields:
+            if f"embedding.{name}" in tensors:
+                kwargs[name] = tensors[f"embedding.{name}"].numpy()
+            elif name in config and name != "genes":
+                kwargs[name] = config[name]
+        embedded = {"genes", "n_comps", "latent_scale", "dice_version", *fields, *_io.IO_KEYS}
+        keep = {k: v for k, v in config.items() if k not in embedded}
+        try:
+            embedding = LinearEmbedding(**kwargs)
+            net = config["network"]
+            network = DiffusionMLP(
+                config["n_comps"],
+                hidden_dim=net["hidden_dim"],
+                n_blocks=net["n_blocks"],
+                time_dim=net["time_dim"],
+                norm=net["norm"],
+            )
+            network.load_state_dict(
+                {k.removeprefix("network."): v for k, v in tensors.items() if k.startswith("network.")}
+            )
+            schedule = NoiseSchedule(**config["schedule"])
+            latent_scale = float(config["latent_scale"])
+            if not latent_scale > 0:
+                raise ValueError(f"latent_scale must be positive, got {latent_scale}")
+        except Exception as error:
+            raise DiceModelError(
+                f"{config_path}: the model cannot be rebuilt from its settings and weights ({type(error).__name__}: "
+                f"{str(error)[:200]}); it was written by an incompatible dice. Re-save it with this dice, or re-train "
+                "it with `dice.tl.train_prior`."
+            ) from None
+        return cls(embedding, network, schedule, latent_scale, keep, device=device)
