@@ -27,7 +27,7 @@ lint: install
 # HTML documentation (docs/_build/html), warnings are errors. Installs the docs extra only when one of its
 # packages is missing. Works offline: no intersphinx, notebooks are rendered without being executed.
 docs: install
-	$(BIN)/python -c "import sphinx, myst_nb, furo, sphinx_autodoc_typehints, sphinx_copybutton" 2>/dev/null \
+	$(BIN)/python -c "import sphinx, myst_nb, furo, sphinx_autodoc_typehints, sphinx_copybutton, importlib; importlib.import_module('sphinx-mathjax-offline')" 2>/dev/null \
 		|| $(BIN)/pip install -q -c constraints.txt -e ".[test,docs]"
 	$(BIN)/sphinx-build -W --keep-going -b html docs docs/_build/html
 

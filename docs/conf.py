@@ -7,10 +7,19 @@ The build is offline: no intersphinx, nothing fetched at build time, notebooks a
 from __future__ import annotations
 
 import filecmp
+import importlib
+import pkgutil
+import re
 import shutil
+import sys
 import warnings
 from datetime import date
 from pathlib import Path
+
+from docutils import nodes
+from docutils.statemachine import StringList
+from sphinx.pycode import ModuleAnalyzer
+from sphinx.util.docutils import SphinxDirective
 
 import dice
 
@@ -38,6 +47,13 @@ extensions = [
     "sphinx.ext.mathjax",
     "sphinx_copybutton",
 ]
+# MathJax from the package's own copy (docs extra), so formulas render without a network connection;
+# without it Sphinx points at the MathJax CDN.
+try:
+    importlib.import_module("sphinx-mathjax-offline")
+    extensions.append("sphinx-mathjax-offline")
+except ImportError:
+    pass
 
 templates_path = ["_templates"]
 # notebooks/ is filled from ../tutorials at build start (see _sync_tutorials below); _toctree.inc is
@@ -60,7 +76,7 @@ autosummary_generate = True
 autosummary_ignore_module_all = False
 autosummary_imported_members = True
 autodoc_member_order = "bysource"
-autodoc_default_options = {"members": True, "show-inheritance": True}
+autodoc_default_options = {"members": True}  # no "Bases: object" lines under plain classes
 autoclass_content = "class"
 autodoc_typehints = "description"  # handled by sphinx_autodoc_typehints: types go into the parameter list
 napoleon_google_docstring = False
@@ -123,5 +139,103 @@ def _sync_tutorials(app) -> None:
         toc.write_text(text)
 
 
+# -- Docstrings: prose "Returns" sections -------------------------------------------------------
+_HEADER_RULE = re.compile(r"^\s*-{3,}\s*$")
+
+
+def _prose_returns_to_field(app, what, name, obj, options, lines) -> None:
+    """Make a numpy "Returns" section written as prose readable by napoleon (runs before napoleon).
+
+    The package's docstrings describe return values in sentences (``Returns / ------- / The matplotlib
+    Axes.``) with the type in the annotation. Napoleon would read every unindented line as a separate
+    "type" entry (and split lines at ``" : "``), which garbles the page. A section counts as typed, and is
+    left to napoleon, when its first line is followed directly by an indented description.
+    """
+    i = 0
+    while i + 1 < len(lines):
+        if lines[i].strip() in ("Returns", "Return") and _HEADER_RULE.match(lines[i + 1]):
+            base = len(lines[i]) - len(lines[i].lstrip())
+            start = i + 2
+            end = start
+            while end < len(lines):
+                if end + 1 < len(lines) and lines[end].strip() and _HEADER_RULE.match(lines[end + 1]):
+                    break  # the next section's header
+                end += 1
+            body = lines[start:end]
+            while body and not body[-1].strip():
+                body.pop()
+            content = [line for line in body if line.strip()]
+            if not content:
+                i = end
+                continue
+            first = next(k for k, line in enumerate(body) if line.strip())
+            typed = (
+                first + 1 < len(body)
+                and body[first + 1].strip()
+                and len(body[first + 1]) - len(body[first + 1].lstrip()) > base
+                and not body[first].rstrip().endswith((".", ":"))
+            )
+            if typed:
+                i = end
+                continue
+            # An untyped numpy entry: a bare ":" (no name, no type) with the prose indented below it;
+            # napoleon turns it into ":returns: <prose>" and the annotation supplies the return type.
+            entry = [" " * base + ":"] + ["    " + line if line.strip() else "" for line in body]
+            lines[start:end] = [*entry, ""]
+            i = start + len(entry) + 1
+        else:
+            i += 1
+
+
+# -- Docstrings: constants re-exported from private modules ---------------------------------------
+def _constant_doc(app, what, name, obj, options, lines) -> None:
+    """Use a constant's ``#:`` comment from the private module that defines it.
+
+    ``dice.metrics.EVALUATE_KEYS`` is defined (and documented with ``#:``) in ``dice.metrics._evaluate``;
+    autodoc only looks for the comment in ``dice/metrics/__init__.py`` and falls back to the docstring of
+    the value's type ("Built-in immutable sequence."), which says nothing about the constant.
+    """
+    if what not in ("data", "attribute") or getattr(obj, "__doc__", None) != type(obj).__doc__:
+        return
+    package_name, _, attr = name.rpartition(".")
+    package = sys.modules.get(package_name)
+    doc: list[str] = []
+    for info in pkgutil.iter_modules(getattr(package, "__path__", [])):
+        try:
+            attr_docs = ModuleAnalyzer.for_module(f"{package_name}.{info.name}").find_attr_docs()
+        except Exception:  # unparsable or unimportable submodule: nothing to take from it
+            continue
+        if ("", attr) in attr_docs:
+            doc = list(attr_docs[("", attr)])
+            break
+    lines[:] = doc
+
+
+# -- API page: one member table per namespace, straight from its __all__ -------------------------
+class NamespaceMembers(SphinxDirective):
+    """``.. dice-namespace-members:: dice.tl`` -> an autosummary table of ``dice.tl.__all__``.
+
+    The member pages themselves are generated by the module template (generated/<module>.rst), so the
+    table only links to them. The module's ``__init__`` is recorded as a dependency: changing
+    ``__all__`` re-reads the page.
+    """
+
+    required_arguments = 1
+    has_content = False
+
+    def run(self):
+        modname = self.arguments[0]
+        module = importlib.import_module(modname)
+        self.env.note_dependency(module.__file__)
+        names = list(getattr(module, "__all__", []))
+        rst = [".. autosummary::", "   :nosignatures:", ""] + [f"   {modname}.{n}" for n in names]
+        container = nodes.container()
+        self.state.nested_parse(StringList(rst, source=f"<{modname}.__all__>"), self.content_offset, container)
+        return container.children
+
+
 def setup(app):
     app.connect("builder-inited", _sync_tutorials)
+    app.connect("autodoc-process-docstring", _prose_returns_to_field, priority=400)  # napoleon: 500
+    app.connect("autodoc-process-docstring", _constant_doc)
+    app.add_directive("dice-namespace-members", NamespaceMembers)

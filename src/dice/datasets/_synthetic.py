@@ -15,6 +15,7 @@ import pandas as pd
 
 __all__ = ["SYNTHETIC_SETUPS", "synthetic"]
 
+#: Setup names accepted by :func:`synthetic`: the paper's Setups 1–4 (section 4) and the two appendix E.2 experiments.
 SYNTHETIC_SETUPS: tuple[str, ...] = ("1", "2", "3", "4", "e2_single", "e2_novel")
 
 _T_DF = 4.0  # degrees of freedom of every multivariate t in the paper (noise of Setup 3, latents of Setup 4)
