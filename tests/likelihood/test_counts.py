@@ -85,7 +85,7 @@ def test_divided_out_prior_recombines_to_the_exact_posterior(toy):
     prior_var = 0.5
     ref = _flat(prior_var)
     counts = _sample(toy, ref, np.array([0.8, 0.4]), 300, seed=2)
-    meas = count_measurement(counts, toy, ref, return_covariance=True)
+    meas = count_measurement(counts, toy, ref, level="mean_var", return_covariance=True)
     precision = np.linalg.inv(meas.covariance[0])
     post_cov = np.linalg.inv(precision + np.eye(K) / prior_var)
     post_mean = post_cov @ precision @ meas.scores[0]
@@ -93,6 +93,11 @@ def test_divided_out_prior_recombines_to_the_exact_posterior(toy):
     sd = np.sqrt(np.diag(cov))
     assert np.all(np.abs(post_mean - mean) < 0.1 * sd)
     assert np.allclose(post_cov, cov, rtol=0.1, atol=0.05 * sd.max() ** 2)
+    # the matched isotropic measurement keeps that posterior mean under the same Gaussian prior
+    matched = count_measurement(counts, toy, ref, level="matched")
+    shrink = prior_var / (prior_var + matched.noise_var[0])
+    np.testing.assert_allclose(shrink * matched.scores[0], post_mean, rtol=1e-3, atol=1e-3 * sd.max())
+    assert matched.noise_var[0] == pytest.approx(meas.noise_var[0])
 
 
 def test_noise_grows_as_depth_falls(toy):

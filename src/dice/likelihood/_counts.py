@@ -156,7 +156,7 @@ def count_measurement(
     *,
     present: np.ndarray | None = None,
     n_iter: int = 10,
-    level: str = "mean_var",
+    level: str = "matched",
     block_size: int = 1024,
     return_covariance: bool = False,
 ) -> Measurement:
@@ -174,12 +174,15 @@ def count_measurement(
         Bool mask of the model genes the query actually measured (default: all). Missing genes drop out of
         the library size, the multinomial and the information, so the covariance widens accordingly.
     n_iter
-        Maximum damped Fisher-scoring steps (from the reference centre ``u = 0``; 5-8 usually converge).
+        Maximum damped Fisher-scoring steps, started from the cell's log-normalised projection (exact for
+        deep cells, a rough guess for shallow ones); 4-6 usually converge, the rest stop when they gain < 1e-3.
     level
-        The isotropic noise variance for the direct sampler: ``"mean_var"`` (``trace(H^-1) / k``, the mean
-        variance), ``"mean_precision"`` (``k / trace(H)``) or ``"matched"``: the mean variance with the centre
-        moved so that, under the weak Gaussian prior, the isotropic measurement gives the same posterior mean
-        as the full ``N(y; u, H^-1)`` (the penalised mode): poorly measured directions shrink more.
+        How the anisotropic ``N(y; u, H^-1)`` becomes the isotropic measurement the direct sampler needs:
+        ``"mean_var"`` (centre ``y``, variance ``trace(H^-1) / k``), ``"mean_precision"`` (``y``, ``k / trace(H)``)
+        or ``"matched"`` (default): variance ``trace(H^-1) / k``, centre moved so that under the weak Gaussian
+        prior the isotropic measurement has the same posterior mean as the full one (the penalised mode), so
+        poorly measured directions are not inflated to the mean variance's scale. On shallow CBMC queries it
+        was the most accurate (``benchmarks/results/depth_counts.md``).
     block_size
         Cells per vectorised block (memory ~ ``block_size x genes x 8`` bytes per array).
     return_covariance
