@@ -97,10 +97,7 @@ html_theme = "furo"
 html_title = f"dice {release}"
 html_static_path = ["_static"]
 html_show_sourcelink = False
-html_theme_options = {
-    "source_repository": "",
-    "navigation_with_keys": True,
-}
+html_theme_options = {"navigation_with_keys": True}
 copybutton_prompt_text = r">>> |\.\.\. |\$ "
 copybutton_prompt_is_regexp = True
 
@@ -132,11 +129,20 @@ def _sync_tutorials(app) -> None:
         text = "*No tutorial notebooks yet.*"
         if scripts:
             listed = ", ".join(f"`tutorials/{s.name}`" for s in scripts)
-            text += f" Until they arrive, the repository's walk-through script(s) {listed} can be run as is."
+            what = "walk-through script" if len(scripts) == 1 else "walk-through scripts"
+            text += f" Until they arrive, the repository's {what} {listed} can be run as is."
         text += "\n"
     toc = dst_dir / "_toctree.inc"
     if not toc.exists() or toc.read_text() != text:
         toc.write_text(text)
+        app.config._dice_tutorials_changed = True  # read by _reread_all_on_new_toc
+
+
+def _reread_all_on_new_toc(app, env, added, changed, removed):
+    """A tutorial added or removed changes every page's navigation: re-read (and rewrite) them all."""
+    if getattr(app.config, "_dice_tutorials_changed", False):
+        return sorted(env.found_docs)
+    return []
 
 
 # -- Docstrings: prose "Returns" sections -------------------------------------------------------
@@ -236,6 +242,7 @@ class NamespaceMembers(SphinxDirective):
 
 def setup(app):
     app.connect("builder-inited", _sync_tutorials)
+    app.connect("env-get-outdated", _reread_all_on_new_toc)
     app.connect("autodoc-process-docstring", _prose_returns_to_field, priority=400)  # napoleon: 500
     app.connect("autodoc-process-docstring", _constant_doc)
     app.add_directive("dice-namespace-members", NamespaceMembers)
