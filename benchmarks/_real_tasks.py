@@ -302,7 +302,7 @@ def prepare_task(
 def build_peer_splits(task: RealTask, embedding):
     """:class:`peers.PeerSplit` pair sharing DICE's standardisation and loadings exactly.
 
-    ``embedding`` is a fitted :class:`dice.pp.LinearEmbedding` (e.g. ``model.embedding``), so the ``pca`` peer
+    ``embedding`` is a fitted ``dice.pp._linear.LinearEmbedding`` (e.g. ``model.embedding``), so the ``pca`` peer
     equals DICE's starting point ``V^T x`` (``obsm["X_dice_pca"]``) bit for bit.
     """
     import peers
@@ -323,3 +323,10 @@ def build_peer_splits(task: RealTask, embedding):
         )
 
     return side(task.ref, task.ref_labels, True), side(task.query, task.query_labels, False)
+
+
+def reference_scores(adata: ad.AnnData, embedding) -> np.ndarray:
+    """``V^T x_std`` of a prepared side of a task (its genes are the reference's, in the same order)."""
+    if list(adata.var_names) != list(embedding.genes):
+        raise ValueError("the data's genes are not the embedding's (in the same order)")
+    return embedding.project(embedding.standardize(_dense(adata.X).astype(np.float32)))

@@ -24,7 +24,6 @@ Run: ``OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 .venv/bin/pyth
 from __future__ import annotations
 
 import argparse
-import inspect
 import time
 from pathlib import Path
 
@@ -52,18 +51,13 @@ def lognorm(counts) -> np.ndarray:
 
 
 def fit_embedding(matrix, genes, seed: int) -> LinearEmbedding:
-    extra = {"seed": seed} if "seed" in inspect.signature(LinearEmbedding.fit).parameters else {}
-    return LinearEmbedding.fit(matrix, genes, n_comps=25, **extra)
+    """Exact PCA (deterministic: ``seed`` is unused since the fit became exact)."""
+    return LinearEmbedding.fit(matrix, genes, n_comps=25)
 
 
-def fast_settings():
+def fast_settings() -> dice.tl.PosteriorSettings:
     """Posterior mean only (one network call): the default sampler's Tweedie mean, without its draws."""
-    try:
-        from dice._settings import PosteriorSettings
-
-        return PosteriorSettings(n_samples=1, prior_step="tweedie")
-    except ImportError:
-        return dice.models.SamplerSettings(n_samples=1, prior_step="tweedie")
+    return dice.tl.PosteriorSettings(n_samples=1, prior_step="tweedie")
 
 
 def posterior_mean(model, scores, sigma2, seed: int) -> np.ndarray:

@@ -55,16 +55,15 @@ def main() -> None:
 
     from sklearn.neighbors import KNeighborsClassifier
 
-    import dice
-    from _real_tasks import prepare_task
-    from dice.pp._project import standardized_matrix
+    from _real_tasks import prepare_task, reference_scores
+    from dice.pp._linear import LinearEmbedding
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         task = prepare_task("pbmc3k_to_4k", 0)
-    embedding = dice.pp.fit_loadings(task.ref, seed=0)
-    ref_scores = embedding.project(standardized_matrix(task.ref, embedding))
-    query_scores = embedding.project(standardized_matrix(task.query, embedding))
+    embedding = LinearEmbedding.fit(task.ref.X, task.ref.var_names)  # k at the elbow, as train_prior's
+    ref_scores = reference_scores(task.ref, embedding)
+    query_scores = reference_scores(task.query, embedding)
     labelled = ~pd.isna(task.ref_labels)
     classifier = KNeighborsClassifier(15).fit(ref_scores[labelled], task.ref_labels[labelled].astype(str))
     predicted = classifier.predict(query_scores)

@@ -21,11 +21,11 @@ prior, one set of sampler / peer seeds; see ``_real_tasks.py`` for tasks and pre
   ``knn5/10/15``, ``magic``, ``alra``, ``nmf``, ``scvi``, ``harmony``: ``benchmarks/peers.py`` (module
   docstring there lists every choice). ``harmony`` only where a technology separates reference and query.
 - ``dice_default``: :func:`dice.tl.train_prior` (package defaults; no labels, so no mixup) +
-  :func:`dice.tl.denoise` ``mode="default"``. ``dice_isotropic``: the same prior and sampler with
-  ``likelihood="isotropic"`` (ablation of the gene-weighted likelihood). ``dice_paper`` (opt-in, slow): the
-  same prior, ``mode="paper"`` (split Gibbs, full ancestral prior steps, rho 5 → 0.5 over 100 iterations,
-  sigma^2 = 1, one sample). Their wall time includes the prior's training (reported separately as
-  ``train_seconds``).
+  :func:`dice.tl.denoise` with the default :class:`dice.tl.PosteriorSettings`. ``dice_isotropic``: the same
+  prior and sampler with ``likelihood="isotropic"`` (ablation of the gene-weighted likelihood). ``dice_paper``
+  (opt-in, slow): the same prior, ``settings="paper"`` (split Gibbs, full ancestral prior steps, rho 5 → 0.5
+  over 100 iterations, sigma^2 = 1, one sample). Their wall time includes the prior's training (reported
+  separately as ``train_seconds``).
 - The default run (no ``--methods``) is every peer plus ``dice_default`` and ``dice_isotropic``;
   ``--jobs 2`` (default) runs two (task, seed) units at once, one thread each.
 - Metrics: :func:`dice.metrics.evaluate` on the query's labelled cells (unlabelled / excluded cells are
@@ -97,15 +97,15 @@ DICE_METHODS = ("dice_default", "dice_isotropic", "dice_gibbs", "dice_paper")
 DEFAULT_METHODS: tuple[str, ...] = tuple(m for m in METHODS if m not in ("dice_gibbs", "dice_paper"))
 #: ``dice_isotropic`` (the default with the paper's isotropic likelihood, the default until Nov 25) is in the
 #: default run: it is the ablation of the gene-weighted likelihood, at the cost of one more sampler call.
-#: ``dice.tl.denoise`` arguments of each DICE row. ``dice_gibbs`` spells out the package's previous default
-#: (until 2026-11-25 04:21; the current default is the direct sampler at rho = 0).
-DICE_SETTINGS: dict[str, dict[str, Any]] = {
-    "dice_default": {"mode": "default"},
-    "dice_isotropic": {"mode": "default", "likelihood": "isotropic"},
-    "dice_gibbs": {"mode": "default", "sampler": "gibbs", "prior_step": "strided", "n_prior_steps": 10,
-                   "rho": 5.0, "rho_end": 0.5, "rho_schedule": "linear", "n_iter": 20, "n_samples": 10,
-                   "noise_var": "dataset"},
-    "dice_paper": {"mode": "paper"},
+#: ``dice.tl.denoise`` settings of each DICE row: ``"default"``, ``"paper"`` or the changes to the default
+#: :class:`dice.tl.PosteriorSettings`. ``dice_gibbs`` spells out the package's previous default (until
+#: 2026-11-25 04:21; the current default is the direct sampler at rho = 0).
+DICE_SETTINGS: dict[str, str | dict[str, Any]] = {
+    "dice_default": "default",
+    "dice_isotropic": {"likelihood": "isotropic"},
+    "dice_gibbs": {"sampler": "gibbs", "prior_step": "strided", "n_prior_steps": 10, "rho": 5.0, "rho_end": 0.5,
+                   "rho_schedule": "linear", "n_iter": 20, "n_samples": 10, "noise_var": "dataset"},
+    "dice_paper": "paper",
 }
 LABELS: dict[str, str] = {
     "pca": "PCA (reference loadings)",
@@ -157,6 +157,17 @@ def applicable(method: str, task: RealTask) -> bool:
     return method != "harmony" or task.spec.batch
 
 
+def posterior_settings(method: str, *, paper_n_iter: int | None = None):
+    """The :class:`dice.tl.PosteriorSettings` of a DICE row (``paper_n_iter`` shortens the paper sampler)."""
+    from dice.tl import PosteriorSettings
+
+    spec = DICE_SETTINGS[method]
+    settings = PosteriorSettings.resolve(spec) if isinstance(spec, str) else PosteriorSettings(**spec)
+    if method == "dice_paper" and paper_n_iter is not None:
+        settings = settings.replace(n_iter=paper_n_iter)
+    return settings
+
+
 def _timed(fn: Callable[[], Any]) -> tuple[Any, float, float]:
     wall, cpu = time.perf_counter(), time.process_time()
     out = fn()
@@ -183,7 +194,8 @@ def run_task_seed(
     methods
         Names from :data:`METHODS`; inapplicable or unavailable ones are skipped (logged).
     n_steps, paper_n_iter, scvi_epochs
-        Overrides for smoke runs (``None``: the package / peer defaults).
+        Overrides for smoke runs (``None``: the package / peer defaults); ``n_steps`` is the prior's number of
+        gradient updates (``TrainSettings.n_updates``).
     save_priors
         Folder where the trained DICE prior is saved as ``{task}_seed{seed}`` (reused by
         ``real_ablation.py --priors``).
@@ -200,10 +212,12 @@ def run_task_seed(
     """
     import dice
     import peers
+    from dice.pp._linear import LinearEmbedding
 
     seed = task.seed
     k_spec = task.spec.n_comps
-    embedding = dice.pp.fit_loadings(task.ref, n_comps=k_spec, seed=seed)
+    # the same loadings as train_prior's (exact PCA of the standardised reference, deterministic)
+    embedding = LinearEmbedding.fit(task.ref.X, task.ref.var_names, n_comps=k_spec)
     k = embedding.n_comps
     ref_split, query_split = build_peer_splits(task, embedding)
     base = {
@@ -246,21 +260,19 @@ def run_task_seed(
                 if model is None and saved is not None and saved.exists():
                     model = dice.models.DicePrior.load(saved, device="cpu")
                 if model is None:
-                    train_kw = {} if n_steps is None else {"n_steps": n_steps}
+                    training = None if n_steps is None else dice.tl.TrainSettings(n_updates=n_steps)
                     model, train_seconds, train_cpu = _timed(
-                        lambda train_kw=train_kw: dice.tl.train_prior(
-                            task.ref, n_comps=k_spec, seed=seed, progress=False, **train_kw
+                        lambda training=training: dice.tl.train_prior(
+                            task.ref, n_comps=k_spec, settings=training, seed=seed, progress=False
                         )
                     )
                     if save_priors is not None:
                         model.save(save_priors / f"{task.spec.name}_seed{seed}", overwrite=True)
-                dn_kw = dict(DICE_SETTINGS[method])
-                if method == "dice_paper" and paper_n_iter is not None:
-                    dn_kw["n_iter"] = paper_n_iter
+                settings = posterior_settings(method, paper_n_iter=paper_n_iter)
                 query = task.query.copy()
                 _, wall, cpu = _timed(
-                    lambda q=query, m=model, dn_kw=dn_kw: dice.tl.denoise(
-                        q, model=m, seed=seed, progress=False, **dn_kw
+                    lambda q=query, m=model, settings=settings: dice.tl.denoise(
+                        q, model=m, settings=settings, seed=seed, progress=False
                     )
                 )
                 extra = {"train_seconds": train_seconds, "train_cpu_seconds": train_cpu,

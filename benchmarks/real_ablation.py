@@ -8,8 +8,9 @@
 
 Same tasks, preprocessing and metrics as ``benchmarks/real.py`` (see ``_real_tasks.py``). One seed = one
 split, one trained prior per training configuration, one sampler seed. Every row changes ONE thing from the
-base configuration (package defaults: k = task default, D = 64, M = 2, 4000 steps, no mixup; sampler
-``mode="default"`` as the package defines it when the script runs -- at the time of writing: ``direct``
+base configuration (package defaults: k = task default, D = 64, M = 2, 4000 updates, no mixup; sampler: the
+default :class:`dice.tl.PosteriorSettings` as the package defines it when the script runs -- at the time of
+writing: ``direct``
 sampler, ancestral prior steps, rho = 0 (the posterior under the estimated noise variance), 10 samples,
 Tweedie mean, ``noise_var="dataset"``). Sampler rows that name ``gibbs`` spell out every setting of the
 previous default (Gibbs, 10 strided steps, rho 5 → 0.5 linear over 20 iterations, 10 samples) and change
@@ -19,12 +20,13 @@ Groups (in the default order, most likely to matter first):
 
 ``rho``      previous default (Gibbs 5 → 0.5) and Gibbs at constant 0.5 / 1 / 2 and linear 5 → 2; the direct
              sampler at rho 0.5 / 1 / 2 (relative to sigma; target noise variance sigma^2 (1 + rho^2))
-``noise``    ``noise_var`` = ``"cell"``, 1.0 (the paper's fixed sigma^2)
+``noise``    ``noise_var`` = ``"cell"``, 1.0 (the paper's fixed sigma^2 per standardised gene, which only the
+             isotropic likelihood has: that row also sets ``likelihood="isotropic"``)
 ``mixup``    same-label mixup on the reference labels (p = 0.9, the paper's augmentation)
 ``k``        latent dimension 15, 50 and the elbow rule (new prior each)
 ``sampler``  20 strided prior steps instead of ancestral; 1 sample
 ``capacity`` network width D = 128, M = 4 blocks
-``steps``    2000 and 10000 training steps
+``steps``    2000 and 10000 training steps (gradient updates, ``TrainSettings.n_updates``)
 
 ``--priors DIR`` reuses the base priors saved by ``real.py --save-priors DIR`` (``{task}_seed{seed}``).
 Writes ``real_ablation_records.csv`` and ``real_ablation.md`` (mean ± sd over seeds, and the paired
@@ -61,7 +63,12 @@ RESULTS = HERE / "results"
 
 @dataclass(frozen=True)
 class Config:
-    """One ablation row: a change of the prior's training and / or of the sampler."""
+    """One ablation row: a change of the prior's training and / or of the sampler.
+
+    ``train``: ``n_comps`` and ``labels_key`` of :func:`dice.tl.train_prior`, the rest fields of
+    :class:`dice.tl.TrainSettings`; ``denoise``: fields of :class:`dice.tl.PosteriorSettings` changed from its
+    default.
+    """
 
     name: str
     group: str
@@ -76,7 +83,7 @@ class Config:
 #: The previous default preset (until 2026-11-25 04:21), spelled out so it does not depend on the preset.
 GIBBS = {"sampler": "gibbs", "prior_step": "strided", "n_prior_steps": 10, "rho": 5.0, "rho_end": 0.5,
          "rho_schedule": "linear", "n_iter": 20, "n_samples": 10, "noise_var": "dataset"}
-BASE = Config("base (mode='default')", "base")
+BASE = Config("base (mode='default')", "base")  # the default PosteriorSettings (label kept from earlier records)
 CONFIGS: tuple[Config, ...] = (
     BASE,
     Config("gibbs 5→0.5 (previous default)", "rho", denoise=GIBBS),
@@ -88,7 +95,8 @@ CONFIGS: tuple[Config, ...] = (
     Config("direct rho 1", "rho", denoise={"rho": 1.0}),
     Config("direct rho 2", "rho", denoise={"rho": 2.0}),
     Config("noise_var cell", "noise", denoise={"noise_var": "cell"}),
-    Config("noise_var 1.0 (paper)", "noise", denoise={"noise_var": 1.0}),
+    # a number is a per-gene sigma^2, which only the isotropic likelihood uses (the gene-weighted one refuses it)
+    Config("noise_var 1.0 (paper)", "noise", denoise={"noise_var": 1.0, "likelihood": "isotropic"}),
     Config("mixup p=0.9 (reference labels)", "mixup", train={"labels_key": "__labels__"}),
     Config("k = 15", "k", train={"n_comps": 15}),
     Config("k = 50", "k", train={"n_comps": 50}),
@@ -97,8 +105,8 @@ CONFIGS: tuple[Config, ...] = (
     Config("n_samples 1", "sampler", denoise={"n_samples": 1}),
     Config("D = 128", "capacity", train={"hidden_dim": 128}),
     Config("M = 4 blocks", "capacity", train={"n_blocks": 4}),
-    Config("2000 steps", "steps", train={"n_steps": 2000}),
-    Config("10000 steps", "steps", train={"n_steps": 10000}),
+    Config("2000 steps", "steps", train={"n_updates": 2000}),
+    Config("10000 steps", "steps", train={"n_updates": 10000}),
 )
 GROUPS: tuple[str, ...] = ("rho", "noise", "mixup", "k", "sampler", "capacity", "steps")
 METRICS: tuple[tuple[str, str], ...] = (
@@ -124,6 +132,7 @@ def _train(task: RealTask, config: Config, seed: int, priors: Path | None):
 
     train = dict(config.train)
     k = train.pop("n_comps", task.spec.n_comps)
+    labels_key = train.pop("labels_key", None)
     if not config.train and priors is not None:
         path = priors / f"{task.spec.name}_seed{seed}"
         if path.exists():
@@ -132,12 +141,13 @@ def _train(task: RealTask, config: Config, seed: int, priors: Path | None):
             except Exception as error:  # being written by real.py: train instead
                 print(f"could not load {path} ({error!r}); training", flush=True)
     ref = task.ref
-    if train.get("labels_key") == "__labels__":
+    if labels_key == "__labels__":
         ref = task.ref.copy()
         ref.obs["__labels__"] = pd.Series(task.ref.obs[task.spec.label_key].astype(str).to_numpy(),
                                           index=ref.obs_names)
     cpu = time.process_time()
-    model = dice.tl.train_prior(ref, n_comps=k, seed=seed, progress=False, **train)
+    model = dice.tl.train_prior(ref, n_comps=k, labels_key=labels_key, settings=dice.tl.TrainSettings(**train),
+                                seed=seed, progress=False)
     return model, time.process_time() - cpu
 
 
@@ -147,7 +157,8 @@ def _one(task: RealTask, config: Config, model, train_cpu: float, seed: int) -> 
 
     query = task.query.copy()
     cpu = time.process_time()
-    dice.tl.denoise(query, model=model, seed=seed, progress=False, **config.denoise)
+    settings = dice.tl.PosteriorSettings(**config.denoise)
+    dice.tl.denoise(query, model=model, settings=settings, seed=seed, progress=False)
     cpu = time.process_time() - cpu
     scores, emb = query.obsm["X_dice_pca"], query.obsm["X_dice"]
     with warnings.catch_warnings():

@@ -25,7 +25,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3, help="seeds for training and default denoising")
     parser.add_argument("--n-cells", type=int, default=10_000)
-    parser.add_argument("--paper", action="store_true", help="also time mode='paper' (one run)")
+    parser.add_argument("--paper", action="store_true", help="also time settings='paper' (one run)")
     parser.add_argument("--out", default="benchmarks/results/speed.json")
     args = parser.parse_args()
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS"):
@@ -50,16 +50,17 @@ def main() -> None:
         started = time.perf_counter()
         model = dice.tl.train_prior(reference, n_comps=25, seed=seed, progress=False)
         timings["train_prior"].append(time.perf_counter() - started)
-        for key, options in (("denoise_default", {}), ("denoise_tweedie", {"prior_step": "tweedie"})):
+        for key, settings in (("denoise_default", dice.tl.PosteriorSettings()),
+                              ("denoise_tweedie", dice.tl.PosteriorSettings(prior_step="tweedie"))):
             target = query.copy()
             started = time.perf_counter()
-            dice.tl.denoise(target, model=model, seed=seed, progress=False, **options)
+            dice.tl.denoise(target, model=model, settings=settings, seed=seed, progress=False)
             timings[key].append(time.perf_counter() - started)
         print({k: round(v[-1], 1) for k, v in timings.items() if v}, flush=True)
     if args.paper:
         target = query.copy()
         started = time.perf_counter()
-        dice.tl.denoise(target, model=model, mode="paper", seed=0, progress=True)
+        dice.tl.denoise(target, model=model, settings="paper", seed=0, progress=True)
         timings["denoise_paper"] = [time.perf_counter() - started]
     summary = {
         key: {"mean_s": float(np.mean(v)), "sd_s": float(np.std(v, ddof=1)) if len(v) > 1 else 0.0, "runs": v}
@@ -69,7 +70,7 @@ def main() -> None:
         "n_reference": args.n_cells, "n_query": args.n_cells, "k": 25, "threads": args.threads,
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
         "torch": str(torch.__version__), "dice": dice.__version__,
-        "default_sampler": dice.tl.PRESETS["default"],
+        "default_sampler": dice.tl.PosteriorSettings().to_dict(),
     }
     with open(args.out, "w") as handle:
         json.dump(summary, handle, indent=1)

@@ -7,25 +7,30 @@ Protocol (one seed = one dataset draw, one trained prior, one set of sampler see
 
 - Data: :func:`dice.datasets.synthetic` Setups 1–4 (1600 reference / 400 query cells, 2000 genes, k = 15).
   For one seed the reference is the same in all four setups, so one prior serves all four (as in the paper).
-- Prior: :func:`dice.tl.train_prior` with ``n_comps=15``, ``n_steps=4000``, ``batch_size=512`` (package
-  defaults otherwise: D = 64, M = 2, T = 512).
+- Prior: :func:`dice.tl.train_prior` with ``n_comps=15``, ``TrainSettings(n_updates=4000, batch_size=512)``
+  (package defaults otherwise: D = 64, M = 2, T = 512).
+- The data are the paper's factor model ``x = V u + e``: signed values, not log-normalised expression. dice
+  accepts signed values that are neither centred (scaled) nor shifted zeros as factor-model data (any warning
+  about negative values is silenced here). They are not shifted to be non-negative: DICE itself would not
+  change (it standardises genes with the reference's statistics), but the exact Bayes posterior and the map of
+  the true latents to embedding coordinates are computed on the data as drawn.
 - Rows (every embedding is in the DICE embedding coordinates ``W^T x_std``):
 
   ``PCA``
       ``obsm["X_dice_pca"]``: the query projected on the reference loadings (DICE's starting point).
   ``DICE paper (synthetic)``
-      The paper's synthetic protocol: ``mode="paper"`` (sigma^2 = 1 in standardised units, full ancestral
+      The paper's synthetic protocol: ``settings="paper"`` (sigma^2 = 1 in standardised units, full ancestral
       prior steps), constant rho = 20 (absolute), mean of 10 independent chains. The paper runs 200 Gibbs
       iterations; we run ``--paper-iters`` (default 1). At rho = 20 the likelihood step puts weight
       1 / (1 + 20^2) = 0.0025 on the previous state, so the chain forgets it in one iteration and every
       iteration draws from the same distribution (DESIGN.md lesson 3); ``--check-iters`` measures this.
   ``DICE default``
-      ``dice.tl.denoise(mode="default")``.
+      ``dice.tl.denoise`` with the default :class:`dice.tl.PosteriorSettings`.
   ``DICE isotropic likelihood``
       The default with ``likelihood="isotropic"`` (every gene equally noisy, ``V^T x`` as the measurement:
       the paper's model and this package's default until Nov 25).
   ``DICE prior-heavy (rho=R)``
-      ``mode="default"`` at a constant relative rho ``R`` (``--heavy-rhos``; 2 iterations when the
+      The default settings at a constant relative rho ``R`` (``--heavy-rhos``; 2 iterations when the
       default sampler is the Gibbs one): it targets the posterior under noise variance sigma^2 (1 + R^2),
       i.e. it trusts the prior more than the data warrant. (The default was the Gibbs sampler with 10
       strided prior steps until Nov 25; it is now the direct sampler: see BENCHMARKS.md.)
@@ -106,8 +111,32 @@ def set_threads(n: int = 1) -> None:
     torch.set_num_threads(n)
 
 
-def quiet_denoise(query, model, **kwargs: Any) -> tuple[float, int]:
-    """Run :func:`dice.tl.denoise` (no progress bar, version-deprecation noise silenced).
+def _silence_signed_data() -> None:
+    """Inside a ``warnings.catch_warnings()`` block: the synthetic data are signed on purpose (module docstring)."""
+    warnings.filterwarnings("ignore", message=".*negative values.*")
+
+
+def posterior_settings(base: str = "default", **changes: Any):
+    """``dice.tl.PosteriorSettings`` ``"default"`` or ``"paper"`` with some fields changed."""
+    from dice.tl import PosteriorSettings
+
+    return PosteriorSettings.resolve(base).replace(**changes)
+
+
+def train(ref, *, seed: int, n_updates: int, n_comps: int = 15):
+    """The synthetic studies' prior: :func:`dice.tl.train_prior` with ``n_updates`` and mini-batches of 512."""
+    import dice
+
+    with warnings.catch_warnings():
+        _silence_signed_data()
+        return dice.tl.train_prior(
+            ref, n_comps=n_comps, settings=dice.tl.TrainSettings(n_updates=n_updates, batch_size=512), seed=seed,
+            progress=False,
+        )
+
+
+def quiet_denoise(query, model, settings=None, **kwargs: Any) -> tuple[float, int]:
+    """Run :func:`dice.tl.denoise` with ``settings`` (no progress bar, expected warnings silenced).
 
     Returns
     -------
@@ -119,7 +148,8 @@ def quiet_denoise(query, model, **kwargs: Any) -> tuple[float, int]:
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*__version__.*")
         warnings.filterwarnings("ignore", message=".*prior steps asked for a noise level.*")
-        dice.tl.denoise(query, model=model, progress=False, **kwargs)
+        _silence_signed_data()
+        dice.tl.denoise(query, model=model, settings=settings, progress=False, **kwargs)
     return time.perf_counter() - started, int(query.uns["dice"]["n_clamped_prior_steps"])
 
 
@@ -190,7 +220,8 @@ def run_seed(
     setups
         Setups among ``"1"``–``"4"``.
     sizes
-        ``n_reference``, ``n_query``, ``n_genes`` and the prior's ``n_steps`` (default :data:`FULL_SIZES`).
+        ``n_reference``, ``n_query``, ``n_genes`` and the prior's ``n_steps`` (gradient updates; default
+        :data:`FULL_SIZES`).
     paper_iters
         Gibbs iterations of the paper-protocol row (the paper: 200; see the module docstring).
     heavy_rhos
@@ -215,9 +246,7 @@ def run_seed(
         ref, query = dice.datasets.synthetic(setup, seed=seed, **sizes)
         if model is None:  # the reference is the same for Setups 1-4 at a given seed
             started = time.perf_counter()
-            model = dice.tl.train_prior(
-                ref, n_comps=15, seed=seed, progress=False, n_steps=n_steps, batch_size=512
-            )
+            model = train(ref, seed=seed, n_updates=n_steps)
             train_seconds = time.perf_counter() - started
         labels = query.obs["label"].to_numpy().astype(str)
         clean = clean_embedding(query, model)
@@ -227,24 +256,26 @@ def run_seed(
         bayes_seconds = time.perf_counter() - started
 
         rows: list[tuple[str, np.ndarray, float, int, float]] = []
-        seconds, clamped = quiet_denoise(query, model, mode="default", seed=seed)
+        seconds, clamped = quiet_denoise(query, model, "default", seed=seed)
         sigma = float(np.sqrt(query.uns["dice"]["noise_var_mean"]))
         pca = np.asarray(query.obsm["X_dice_pca"], dtype=np.float64)
         rows.append(("PCA", pca, 0.0, 0, float("nan")))
         default = np.asarray(query.obsm["X_dice"], dtype=np.float64)
         seconds_paper, clamped_paper = quiet_denoise(
-            query, model, mode="paper", rho=20.0, rho_schedule="constant", n_iter=paper_iters,
-            n_samples=10, seed=seed,
+            query, model,
+            posterior_settings("paper", rho=20.0, rho_schedule="constant", n_iter=paper_iters, n_samples=10),
+            seed=seed,
         )
         rows.append(("DICE paper (synthetic)", np.asarray(query.obsm["X_dice"], np.float64), seconds_paper,
                      clamped_paper, 20.0))
         rows.append(("DICE default", default, seconds, clamped, float("nan")))
-        seconds_iso, clamped_iso = quiet_denoise(query, model, mode="default", likelihood="isotropic", seed=seed)
+        seconds_iso, clamped_iso = quiet_denoise(query, model, posterior_settings(likelihood="isotropic"),
+                                                 seed=seed)
         rows.append(("DICE isotropic likelihood", np.asarray(query.obsm["X_dice"], np.float64), seconds_iso,
                      clamped_iso, float("nan")))
         for rho in heavy_rhos:
             seconds_heavy, clamped_heavy = quiet_denoise(
-                query, model, mode="default", rho=rho, rho_schedule="constant", n_iter=2, seed=seed
+                query, model, posterior_settings(rho=rho, rho_schedule="constant", n_iter=2), seed=seed
             )
             name = "DICE prior-heavy" if len(heavy_rhos) == 1 else f"DICE prior-heavy (rho={rho:g})"
             rows.append((name, np.asarray(query.obsm["X_dice"], np.float64), seconds_heavy, clamped_heavy,
@@ -381,14 +412,15 @@ def check_iterations(
     sizes = dict(FULL_SIZES if sizes is None else sizes)
     n_steps = sizes.pop("n_steps")
     ref, query = dice.datasets.synthetic(setup, seed=seed, **sizes)
-    model = dice.tl.train_prior(ref, n_comps=15, seed=seed, progress=False, n_steps=n_steps, batch_size=512)
+    model = train(ref, seed=seed, n_updates=n_steps)
     labels = query.obs["label"].to_numpy().astype(str)
     clean = clean_embedding(query, model)
     rows = []
     for n_iter in iters:
         for sample_seed in sample_seeds:
             seconds, clamped = quiet_denoise(
-                query, model, mode="paper", rho=20.0, rho_schedule="constant", n_iter=n_iter, n_samples=10,
+                query, model,
+                posterior_settings("paper", rho=20.0, rho_schedule="constant", n_iter=n_iter, n_samples=10),
                 seed=1000 + sample_seed,
             )
             row = {"setup": setup, "seed": seed, "n_iter": n_iter, "sample_seed": sample_seed,

@@ -60,40 +60,40 @@ import anndata as ad  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from synthetic import RESULTS, embedding_map_kwargs, quiet_denoise, set_threads  # noqa: E402
+from synthetic import RESULTS, embedding_map_kwargs, posterior_settings, quiet_denoise, set_threads  # noqa: E402
+from synthetic import train as train_prior  # noqa: E402
 
 SPREAD_RHOS = (0.1, 0.5, 1.0, 5.0, 10.0, 20.0)
 E2_RHOS = (0.5, 1.0, 2.0, 4.0, 8.0, 20.0, 50.0)
 
-#: Coverage settings: name -> denoise keyword arguments (n_samples is set by the experiment).
-# The Gibbs rows spell out the sampler that was mode="default" until Nov 25 (BENCHMARKS.md), so they keep
-# their meaning now that the default is the direct sampler.
+#: Coverage settings: name -> (base settings, changed fields) of ``dice.tl.PosteriorSettings`` (n_samples is
+#: set by the experiment). The Gibbs rows spell out the sampler that was the default until Nov 25
+#: (BENCHMARKS.md), so they keep their meaning now that the default is the direct sampler.
 _OLD_GIBBS: dict[str, Any] = {
-    "mode": "default", "sampler": "gibbs", "prior_step": "strided", "n_prior_steps": 10, "rho": 5.0,
-    "rho_end": 0.5, "rho_schedule": "linear", "n_iter": 20, "mean_estimate": "samples",
+    "sampler": "gibbs", "prior_step": "strided", "n_prior_steps": 10, "rho": 5.0, "rho_end": 0.5,
+    "rho_schedule": "linear", "n_iter": 20, "mean_estimate": "samples",
 }
 
-COVERAGE_SETTINGS: dict[str, dict[str, Any]] = {
-    "default (Gibbs strided, rho 5→0.5 linear, 20 it)": _OLD_GIBBS,
-    "Gibbs strided, rho 5→0.1 linear, 20 it": {**_OLD_GIBBS, "rho_end": 0.1},
-    "Gibbs strided, rho 5→0.1 linear, 50 it": {**_OLD_GIBBS, "rho_end": 0.1, "n_iter": 50},
-    "Gibbs ancestral, rho 5→0.5 linear, 20 it": {**_OLD_GIBBS, "prior_step": "ancestral"},
-    "direct, rho 0 (strided 10)": {**_OLD_GIBBS, "sampler": "direct", "rho": 0.0},
-    "direct, rho 0.5 (strided 10)": {**_OLD_GIBBS, "sampler": "direct", "rho": 0.5},
-    "paper synthetic (sigma²=1, rho 20 const, ancestral, 1 it)": {
-        "mode": "paper", "rho": 20.0, "rho_schedule": "constant", "n_iter": 1,
-    },
-    "current default (direct, ancestral draws, Tweedie mean)": {"mode": "default"},
+COVERAGE_SETTINGS: dict[str, tuple[str, dict[str, Any]]] = {
+    "default (Gibbs strided, rho 5→0.5 linear, 20 it)": ("default", _OLD_GIBBS),
+    "Gibbs strided, rho 5→0.1 linear, 20 it": ("default", {**_OLD_GIBBS, "rho_end": 0.1}),
+    "Gibbs strided, rho 5→0.1 linear, 50 it": ("default", {**_OLD_GIBBS, "rho_end": 0.1, "n_iter": 50}),
+    "Gibbs ancestral, rho 5→0.5 linear, 20 it": ("default", {**_OLD_GIBBS, "prior_step": "ancestral"}),
+    "direct, rho 0 (strided 10)": ("default", {**_OLD_GIBBS, "sampler": "direct", "rho": 0.0}),
+    "direct, rho 0.5 (strided 10)": ("default", {**_OLD_GIBBS, "sampler": "direct", "rho": 0.5}),
+    "paper synthetic (sigma²=1, rho 20 const, ancestral, 1 it)": (
+        "paper", {"rho": 20.0, "rho_schedule": "constant", "n_iter": 1},
+    ),
+    "current default (direct, ancestral draws, Tweedie mean)": ("default", {}),
     # index 8: the default before the gene-weighted likelihood (Nov 25, 06:40); index 7 is gene-weighted since
-    "current default, isotropic likelihood": {"mode": "default", "likelihood": "isotropic"},
+    "current default, isotropic likelihood": ("default", {"likelihood": "isotropic"}),
 }
 
 
 def _train(ref: ad.AnnData, seed: int, n_steps: int):
-    import dice
-
+    """The Setup prior (k = 15, ``n_steps`` gradient updates, batches of 512) and its training time."""
     started = time.perf_counter()
-    model = dice.tl.train_prior(ref, n_comps=15, seed=seed, progress=False, n_steps=n_steps, batch_size=512)
+    model = train_prior(ref, seed=seed, n_updates=n_steps)
     return model, time.perf_counter() - started
 
 
@@ -150,11 +150,12 @@ def spread_vs_rho(
         cell.obs_names = ["input_a", "input_b"]
         for sampler in ("gibbs", "direct"):
             for rho in rhos:
-                kwargs: dict[str, Any] = {"sampler": sampler, "rho": rho, "n_samples": n_samples // 2,
-                                          "noise_var": "reference", "store_samples": True, "seed": seed}
+                changes: dict[str, Any] = {"sampler": sampler, "rho": rho, "n_samples": n_samples // 2,
+                                           "noise_var": "reference"}
                 if sampler == "gibbs":
-                    kwargs.update(rho_schedule="constant", n_iter=n_iter)
-                seconds, clamped = quiet_denoise(cell, model, **kwargs)
+                    changes.update(rho_schedule="constant", n_iter=n_iter)
+                seconds, clamped = quiet_denoise(cell, model, posterior_settings(**changes), store_samples=True,
+                                                 seed=seed)
                 samples = np.asarray(cell.obsm["X_dice_samples"], dtype=np.float64)
                 samples = samples.reshape(1, -1, samples.shape[-1])
                 start = np.asarray(cell.obsm["X_dice_pca"], dtype=np.float64)[0]
@@ -207,7 +208,7 @@ def region_coverage(samples: np.ndarray, targets: np.ndarray, levels: Sequence[f
 def coverage_study(
     seed: int = 0,
     *,
-    settings: dict[str, dict[str, Any]] | None = None,
+    settings: dict[str, tuple[str, dict[str, Any]]] | None = None,
     n_samples: int = 100,
     n_cells: int | None = None,
     sizes: dict[str, int] | None = None,
@@ -251,9 +252,9 @@ def coverage_study(
 
     rows = [summarise("exact posterior samples (control)", exact_samples, 0.0, 0)]
     print(rows[-1], flush=True)
-    for name, kwargs in settings.items():
-        seconds, clamped = quiet_denoise(query, model, n_samples=n_samples, store_samples=True, seed=seed,
-                                         **kwargs)
+    for name, (base, changes) in settings.items():
+        seconds, clamped = quiet_denoise(query, model, posterior_settings(base, **changes, n_samples=n_samples),
+                                         store_samples=True, seed=seed)
         rows.append(summarise(name, np.asarray(query.obsm["X_dice_samples"], np.float64), seconds, clamped))
         rows[-1]["sigma"] = float(np.sqrt(query.uns["dice"]["noise_var_mean"]))
         print(rows[-1], flush=True)
@@ -306,28 +307,29 @@ def e2_study(
     clusters = training_clusters(ref, model)
     print(f"E.2 prior trained in {train_seconds:.0f} s; Mahalanobis^2 threshold {clusters['threshold']:.1f}",
           flush=True)
-    runs: list[tuple[str, dict[str, Any]]] = [("PCA (no denoising)", {})]
+    # name -> changes to the default PosteriorSettings (None: the undenoised projection)
+    runs: list[tuple[str, dict[str, Any] | None]] = [("PCA (no denoising)", None)]
     runs += [(f"Gibbs rho={rho:g}", {"sampler": "gibbs", "rho": rho, "rho_schedule": "constant",
                                       "n_iter": n_iter}) for rho in rhos]
-    runs.append(("default preset (direct, rho 0)", {"mode": "default"}))
+    runs.append(("default preset (direct, rho 0)", {}))
     rows = []
     for experiment, query in (("e2_novel", novel), ("e2_single", single)):
         novel_mask = query.obs["novel"].to_numpy() if experiment == "e2_novel" else None
         source = "cluster_1"
-        for name, kwargs in runs:
-            if kwargs:
-                seconds, clamped = quiet_denoise(query, model, n_samples=n_samples, store_samples=True,
-                                                 seed=seed, **{"mode": "default", **kwargs})
+        for name, changes in runs:
+            if changes is not None:
+                seconds, clamped = quiet_denoise(query, model, posterior_settings(**changes, n_samples=n_samples),
+                                                 store_samples=True, seed=seed)
                 means = np.asarray(query.obsm["X_dice"], np.float64)
                 samples = np.asarray(query.obsm["X_dice_samples"], np.float64)
                 sigma = float(np.sqrt(query.uns["dice"]["noise_var_mean"]))
             else:
-                quiet_denoise(query, model, mode="default", n_iter=1, n_samples=1, seed=seed)
+                quiet_denoise(query, model, posterior_settings(n_iter=1, n_samples=1), seed=seed)
                 means = np.asarray(query.obsm["X_dice_pca"], np.float64)
                 samples, seconds, clamped = means[:, None], 0.0, 0
                 sigma = float(np.sqrt(query.uns["dice"]["noise_var_mean"]))
             where_mean, where_samples = assign(means, clusters), assign(samples, clusters)
-            rho = kwargs.get("rho", float("nan"))
+            rho = (changes or {}).get("rho", float("nan"))
             row: dict[str, Any] = {"experiment": experiment, "run": name, "rho": rho, "rho_abs": rho * sigma,
                                    "sigma": sigma, "seconds": seconds, "n_clamped": clamped}
             if experiment == "e2_novel":

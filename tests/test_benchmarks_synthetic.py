@@ -36,7 +36,7 @@ def test_bayes_posterior_moment_matched_for_setup_3() -> None:
     import dice
 
     ref, query = dice.datasets.synthetic("3", n_reference=60, n_query=10, n_genes=30, seed=1)
-    model = dice.tl.train_prior(ref, n_comps=15, seed=1, progress=False, n_steps=5)
+    model = synthetic.train(ref, seed=1, n_updates=5)
     mean, cov, kind = synthetic.bayes_posterior(query, model)
     assert kind == "moment-matched"
     assert mean.shape == (10, 15) and cov.shape == (10, 15, 15)
