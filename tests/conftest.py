@@ -34,4 +34,6 @@ def query() -> ad.AnnData:
 def trained_model(reference, torch_threads):
     import dice
 
-    return dice.tl.train_prior(reference, n_comps=4, n_steps=400, batch_size=256, seed=0, progress=False)
+    return dice.tl.train_prior(
+        reference, n_comps=4, settings=dice.tl.TrainSettings(n_updates=400, batch_size=256), seed=0, progress=False
+    )

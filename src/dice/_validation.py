@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
 from anndata import AnnData
 
-__all__ = ["DiceInputError", "ValueSummary", "check_adata", "get_matrix", "looks_like_counts"]
+logger = logging.getLogger("dice")
+
+__all__ = ["DiceInputError", "DiceModelError", "ValueSummary", "check_adata", "get_matrix", "looks_like_counts"]
 
 
 class DiceInputError(ValueError):
@@ -33,17 +36,21 @@ def _values(matrix) -> np.ndarray:
 
 @dataclass
 class ValueSummary:
-    """What a pass over the data saw: non-finite values, the range, whether every value is an integer.
+    """What a pass over the data saw: non-finite values, the range, integers, per-gene means and spreads.
 
     Filled block by block (:meth:`update`), so that the checks look at *every* value at the cost of one
     pass that the computation makes anyway; :meth:`check` then says what is wrong and how to fix it.
     """
 
     n_values: int = 0
+    n_rows: int = 0
     n_nonfinite: int = 0
     min: float = np.inf
     max: float = -np.inf
+    n_at_min: int = 0
     all_integer: bool = True
+    column_sum: np.ndarray | None = None
+    column_sumsq: np.ndarray | None = None
 
     def update(self, block) -> None:
         values = _values(block)
@@ -54,13 +61,40 @@ class ValueSummary:
         finite = np.isfinite(values)
         n_bad = int(values.size - np.count_nonzero(finite))
         self.n_nonfinite += n_bad
-        self.n_values += int(values.size)
+        self.n_values += int(np.prod(block.shape))
+        self.n_rows += int(block.shape[0])
         good = values[finite] if n_bad else values
         if good.size:
-            self.min = min(self.min, float(good.min()))
+            low = float(good.min())
+            at_low = int(np.count_nonzero(good == low))
+            if low < self.min:
+                self.min, self.n_at_min = low, at_low
+            elif low == self.min:
+                self.n_at_min += at_low
             self.max = max(self.max, float(good.max()))
             if self.all_integer:
                 self.all_integer = bool(np.all(np.equal(np.mod(good, 1), 0)))
+        if not n_bad:  # per-gene moments (only needed, and only meaningful, for finite data)
+            if sp.issparse(block):
+                sums = np.asarray(block.sum(axis=0), dtype=np.float64).ravel()
+                squares = np.asarray(block.multiply(block).sum(axis=0), dtype=np.float64).ravel()
+            else:
+                dense = np.asarray(block, dtype=np.float64)
+                sums, squares = dense.sum(axis=0), (dense**2).sum(axis=0)
+            if self.column_sum is None:
+                self.column_sum, self.column_sumsq = sums, squares
+            else:
+                self.column_sum += sums
+                self.column_sumsq += squares
+
+    def _centred(self) -> bool:
+        """Per-gene means near zero relative to their spread: the signature of ``sc.pp.scale``d data."""
+        if self.column_sum is None or self.n_rows < 2:
+            return False
+        means = self.column_sum / self.n_rows
+        sds = np.sqrt(np.maximum(self.column_sumsq / self.n_rows - means**2, 0.0))
+        spread = float(np.median(sds))
+        return spread > 0 and float(np.median(np.abs(means))) < 0.05 * spread
 
     def check(self, *, expect: str, what: str, layer: str | None) -> None:
         """Raise :class:`DiceInputError` unless the values fit ``expect`` (``"log-normalised"``, ``"counts"``)."""
@@ -71,14 +105,24 @@ class ValueSummary:
                 "first, e.g. `adata = adata[:, np.isfinite(adata.X).all(axis=0)]` to drop affected genes."
             )
         if expect == "log-normalised":
-            if self.min < 0:
+            if self.min < 0 and self._centred():
                 raise DiceInputError(
-                    f"{what} has negative values (minimum {self.min:.3g} in {source}), so it is not "
-                    "log-normalised expression: it looks scaled or centred (e.g. by `sc.pp.scale`) or shifted. "
-                    "dice standardises genes itself with the reference's statistics; pass the log-normalised "
-                    "values (before scaling: keep them in a layer and pass `layer=`, or use "
-                    "`adata.raw.to_adata()`)."
+                    f"{what} is centred (gene means near 0, minimum {self.min:.3g} in {source}): it looks scaled "
+                    "(e.g. by `sc.pp.scale`), not log-normalised. dice standardises genes itself with the "
+                    "reference's statistics; pass the log-normalised values (keep them in a layer before scaling "
+                    "and pass `layer=`, or use `adata.raw.to_adata()`)."
                 )
+            if self.min < 0 and self.n_at_min >= 0.05 * self.n_values:
+                raise DiceInputError(
+                    f"{what} looks shifted: {self.n_at_min / self.n_values:.0%} of its values equal its negative "
+                    f"minimum {self.min:.3g} ({source}), where log-normalised data have zeros. Pass the "
+                    "log-normalised values themselves (normalize_total + log1p, without an offset)."
+                )
+            if self.min < 0:
+                # signed values that are neither centred nor shifted zeros: factor-model data such as the paper's
+                # synthetic setups; standardisation makes them usable, so they are accepted
+                logger.info("%s has negative values (minimum %.3g); treating them as factor-model values.", what,
+                            self.min)
             if self.all_integer and self.max > 0:
                 raise DiceInputError(
                     f"{what} looks like raw counts (every value a non-negative integer, max {self.max:.0f}, in "

@@ -3,8 +3,10 @@ import pytest
 import torch
 from oracle import GaussianOracle, gaussian_posterior
 
-from dice.models import NoiseSchedule, likelihood_step, prior_step, rho_schedule
-from dice.models._posterior import SamplerSettings, sample_posterior
+from dice.models import NoiseSchedule
+from dice.models._posterior import sample_posterior
+from dice.models._sampler import likelihood_step, prior_step, rho_schedule
+from dice.tl import PosteriorSettings
 
 
 def test_schedule_reaches_the_papers_limit():
@@ -119,28 +121,29 @@ def test_sampler_targets_the_inflated_posterior_and_is_scale_free(method):
     """Target: prior x N(s; u, sigma2 (1 + rho^2)); rescaling the data rescales the result exactly."""
     schedule = NoiseSchedule(512)
     oracle = GaussianOracle(schedule, torch.zeros(2), 1.0)
-    settings = SamplerSettings(method=method, rho=0.5, rho_end=0.5, rho_schedule="constant", n_iter=20,
+    settings = PosteriorSettings(sampler=method, rho=0.5, rho_end=0.5, rho_schedule="constant", n_iter=20,
                                prior_step="ancestral", n_samples=2000)
     scores, sigma2 = np.array([[1.5, -1.0]], dtype=np.float32), np.array([0.6])
-    result = sample_posterior(oracle, schedule, scores, sigma2, 1.0, settings, seed=3, progress=False)
+    result = sample_posterior(oracle, schedule, scores, sigma2, 1.0, settings, seed=3, keep_samples=True,
+                              progress=False)
     samples = result.samples[0]
     mean, var = gaussian_posterior(torch.tensor(scores[0]), torch.zeros(2), 1.0, 0.6 * (1 + 0.5**2))
     np.testing.assert_allclose(samples.mean(0), mean.numpy(), atol=0.05)
     np.testing.assert_allclose(samples.var(0), [var] * 2, rtol=0.12)
     scaled = sample_posterior(oracle, schedule, scores * 7.0, sigma2 * 49.0, 7.0, settings, seed=3,
-                              progress=False)
+                              keep_samples=True, progress=False)
     np.testing.assert_allclose(scaled.samples, result.samples * 7.0, rtol=1e-4, atol=1e-4)
 
 
 def test_sampler_is_reproducible_and_seed_dependent():
     schedule = NoiseSchedule(512)
     oracle = GaussianOracle(schedule, torch.zeros(3), 1.0)
-    settings = SamplerSettings(method="gibbs", rho=2.0, rho_end=0.5, rho_schedule="linear", n_iter=3,
+    settings = PosteriorSettings(sampler="gibbs", rho=2.0, rho_end=0.5, rho_schedule="linear", n_iter=3,
                                prior_step="strided", n_samples=5)
     scores, sigma2 = np.ones((10, 3), dtype=np.float32), np.full(10, 0.5)
-    a = sample_posterior(oracle, schedule, scores, sigma2, 1.0, settings, seed=0, progress=False)
-    b = sample_posterior(oracle, schedule, scores, sigma2, 1.0, settings, seed=0, progress=False)
-    c = sample_posterior(oracle, schedule, scores, sigma2, 1.0, settings, seed=1, progress=False)
+    a = sample_posterior(oracle, schedule, scores, sigma2, 1.0, settings, seed=0, keep_samples=True, progress=False)
+    b = sample_posterior(oracle, schedule, scores, sigma2, 1.0, settings, seed=0, keep_samples=True, progress=False)
+    c = sample_posterior(oracle, schedule, scores, sigma2, 1.0, settings, seed=1, keep_samples=True, progress=False)
     np.testing.assert_array_equal(a.samples, b.samples)
     assert not np.allclose(a.samples, c.samples)
     assert a.spread.shape == (10,) and np.all(a.spread > 0)
@@ -149,7 +152,7 @@ def test_sampler_is_reproducible_and_seed_dependent():
 def test_clamped_steps_warn():
     schedule = NoiseSchedule(64)
     oracle = GaussianOracle(schedule, torch.zeros(2), 1.0)
-    settings = SamplerSettings(method="direct", rho=100.0, n_samples=2)
+    settings = PosteriorSettings(sampler="direct", rho=100.0, n_samples=2)
     with pytest.warns(UserWarning, match="above the diffusion schedule"):
         sample_posterior(oracle, schedule, np.ones((3, 2), dtype=np.float32), np.ones(3), 1.0, settings,
                          progress=False)
@@ -159,7 +162,7 @@ def test_tweedie_mean_is_the_exact_posterior_mean_under_a_gaussian_prior():
     schedule = NoiseSchedule(512)
     prior_mean = torch.tensor([0.5, -1.0])
     oracle = GaussianOracle(schedule, prior_mean, 1.0)
-    settings = SamplerSettings(n_samples=2)  # direct sampler, Tweedie mean
+    settings = PosteriorSettings(n_samples=2)  # direct sampler, Tweedie mean
     scores = np.array([[2.0, 0.0], [-1.0, 1.5]], dtype=np.float32)
     sigma2 = np.array([0.3, 0.8])
     result = sample_posterior(oracle, schedule, scores * 3.0, sigma2 * 9.0, 3.0, settings, progress=False)

@@ -6,7 +6,10 @@ import torch
 
 import dice
 from dice._validation import DiceInputError
-from dice.models import DicePrior, SameLabelMixup
+from dice.models import DicePrior
+from dice.models._training import SameLabelMixup
+from dice.pp._linear import LinearEmbedding
+from dice.tl import TrainSettings
 
 
 def test_trained_prior_generates_the_two_cluster_toy(torch_threads):
@@ -16,10 +19,11 @@ def test_trained_prior_generates_the_two_cluster_toy(torch_threads):
     labels = rng.integers(0, 2, n)
     centres = np.array([[-3.0, 0.0], [3.0, 1.0]])
     latents = (centres[labels] + 0.4 * rng.normal(size=(n, k))).astype(np.float32)
-    embedding = dice.pp.LinearEmbedding(genes=__import__("pandas").Index(["a", "b"]), mean=np.zeros(2),
-                                        std=np.ones(2), loadings=np.eye(2, dtype=np.float32),
-                                        singular_values=np.ones(2), noise_var=0.1)
-    model = DicePrior.fit(embedding, latents, n_steps=1500, batch_size=256, seed=0, progress=False)
+    embedding = LinearEmbedding(genes=__import__("pandas").Index(["a", "b"]), mean=np.zeros(2), std=np.ones(2),
+                                loadings=np.eye(2, dtype=np.float32), singular_values=np.ones(2), noise_var=0.1,
+                                gene_noise_var=np.ones(2, dtype=np.float32))
+    model = DicePrior.fit(embedding, latents, settings=TrainSettings(n_updates=1500, batch_size=256), seed=0,
+                          progress=False)
     samples = model.sample_prior(1000, seed=1)
     nearest = np.argmin(((samples[:, None, :] - centres[None]) ** 2).sum(-1), axis=1)
     distance = np.sqrt(((samples - centres[nearest]) ** 2).sum(-1))
@@ -47,7 +51,7 @@ def test_mixup_combines_only_same_label_cells():
 def test_save_load_round_trip_gives_identical_results(tmp_path, trained_model, query):
     trained_model.save(tmp_path / "model")
     config = json.loads((tmp_path / "model" / "config.json").read_text())
-    assert config["format_version"] == dice.models.FORMAT_VERSION and len(config["genes"]) == 60
+    assert config["format_version"] == dice.models._prior.FORMAT_VERSION and len(config["genes"]) == 60
     loaded = DicePrior.load(tmp_path / "model", device="cpu")
     a, b = query.copy(), query.copy()
     dice.tl.denoise(a, model=trained_model, seed=4, progress=False)

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 import dice
+from dice._validation import DiceInputError
 
 
 @pytest.fixture
@@ -33,7 +34,7 @@ def test_plots_return_axes_and_write_nothing(adata, tmp_path, monkeypatch):
     assert isinstance(ax, plt.Axes)
     assert len(ax.collections) == 3  # reference, samples, observed point
     assert ax.collections[1].get_offsets().shape == (50, 2)
-    ax = dice.pl.confidence(adata, key="dice_label_confidence", basis="X_dice")
+    ax = dice.pl.confidence(adata, "dice_label_confidence", basis="pca")
     assert isinstance(ax, plt.Axes)
     conf = adata.obs["dice_label_confidence"].to_numpy()
     ax = dice.pl.reliability_diagram(conf, conf > 0.5)
@@ -50,8 +51,8 @@ def test_save_writes_file(adata, tmp_path):
 
 
 def test_missing_keys_raise(adata):
-    with pytest.raises(KeyError):
-        dice.pl.confidence(adata, key="nope")
+    with pytest.raises(DiceInputError, match="nope"):
+        dice.pl.confidence(adata, "nope")
     del adata.obsm["X_dice_samples"]
-    with pytest.raises(KeyError, match="store_samples"):
+    with pytest.raises(DiceInputError, match="store_samples"):
         dice.pl.posterior_samples(adata, 0)

@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-import dice
 from dice._validation import DiceInputError, check_adata, looks_like_counts
+from dice.pp._align import align_genes
 from helpers import assert_unchanged, make_clusters, snapshot
 
 
@@ -14,7 +14,7 @@ def test_nan_and_inf_are_refused_and_adata_untouched():
     adata.X[5, 6] = np.inf
     before = snapshot(adata)
     with pytest.raises(DiceInputError, match="2 NaN or infinite"):
-        check_adata(adata)
+        check_adata(adata, expect="log-normalised")
     assert_unchanged(adata, before)
 
 
@@ -31,10 +31,10 @@ def test_raw_counts_are_detected():
     assert looks_like_counts(counts)
     adata = ad.AnnData(counts)
     with pytest.raises(DiceInputError, match="raw counts"):
-        check_adata(adata)
+        check_adata(adata, expect="log-normalised")
     logged = np.log1p(counts.toarray())
     assert not looks_like_counts(logged)
-    check_adata(ad.AnnData(logged))  # accepted
+    check_adata(ad.AnnData(logged), expect="log-normalised")  # accepted
 
 
 def test_missing_layer_message_lists_layers():
@@ -44,26 +44,24 @@ def test_missing_layer_message_lists_layers():
         check_adata(adata, layer="counts")
 
 
-def test_align_reorders_and_fills_missing_genes_with_mean():
+def test_align_reorders_and_keeps_only_present_genes():
     adata = make_clusters(30, n_genes=20)
     reference_genes = [*adata.var_names[::-1], "extra"]
-    alignment = dice.pp.align_genes(adata, reference_genes, min_shared=0.5)
-    assert alignment.n_shared == 20
-    fill = np.arange(21, dtype=np.float32)
-    dense = alignment.dense(adata.X, fill)
-    np.testing.assert_array_equal(dense[:, :20], adata.X[:, ::-1])
-    np.testing.assert_array_equal(dense[:, 20], np.full(30, 20.0))
+    alignment = align_genes(adata.var_names, reference_genes, min_shared=0.5)
+    assert alignment.n_shared == 20 and not alignment.present[20]
+    np.testing.assert_array_equal(alignment.take(adata.X), adata.X[:, ::-1])
+    np.testing.assert_array_equal(alignment.take(sp.csr_matrix(adata.X)), adata.X[:, ::-1])
 
 
 def test_align_refuses_too_few_shared_genes():
     adata = make_clusters(30, n_genes=20)
     reference_genes = [f"other{i}" for i in range(40)] + list(adata.var_names[:5])
     with pytest.raises(DiceInputError, match="Too few genes overlap"):
-        dice.pp.align_genes(adata, reference_genes)
+        align_genes(adata.var_names, reference_genes)
 
 
 def test_align_refuses_duplicate_gene_names():
     adata = make_clusters(10, n_genes=5)
     adata.var_names = ["a", "a", "b", "c", "d"]
     with pytest.raises(DiceInputError, match="var_names_make_unique"):
-        dice.pp.align_genes(adata, ["a", "b", "c", "d"])
+        align_genes(adata.var_names, ["a", "b", "c", "d"])

@@ -49,7 +49,7 @@ def test_confidence_is_one_for_separated_clusters_and_lower_midway():
     assert np.all(adata.obs["dice_cluster_set_size"].to_numpy()[:80] == 1)
     assert set(adata.obs["dice_cluster_set"].to_numpy()[80:]) <= {"0|1", "1|0"}
     assert np.allclose(adata.obsm["dice_cluster_probabilities"].sum(axis=1), 1.0)
-    assert adata.uns["dice_cluster_confidence"]["alpha"] == 0.1
+    assert adata.uns["dice_cluster_confidence"]["params"]["alpha"] == 0.1
 
 
 def test_copy_returns_new_and_leaves_input():

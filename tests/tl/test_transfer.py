@@ -7,11 +7,12 @@ import pytest
 
 import dice
 from dice._validation import DiceInputError
+from dice.tl import PosteriorSettings, TrainSettings, TransferSettings
 
 FAST = {
-    "train_kwargs": {"n_steps": 200, "n_comps": 15},
-    "denoise_kwargs": {"n_iter": 10},
-    "n_samples": 5,
+    "training": TrainSettings(n_updates=200),
+    "n_comps": 15,
+    "settings": PosteriorSettings(n_samples=5),
     "progress": False,
 }
 
@@ -28,7 +29,7 @@ def toy():
 @pytest.fixture(scope="module")
 def transferred(toy):
     ref, query = toy
-    return dice.tl.transfer_labels(query, ref, label_key="label", seed=0, copy=True, **FAST)
+    return dice.tl.transfer_labels(query, ref, labels_key="label", seed=0, copy=True, **FAST)
 
 
 def test_accuracy_and_outputs(toy, transferred):
@@ -51,9 +52,10 @@ def test_accuracy_and_outputs(toy, transferred):
 
 def test_knn_classifier_agrees_with_the_logistic_one(toy, transferred):
     _, query = toy
-    knn = dice.tl.transfer_labels(query, toy[0], label_key="label", seed=0, copy=True, classifier="knn", **FAST)
-    assert transferred.uns["dice_label_transfer"]["classifier"] == "logistic"
-    assert knn.uns["dice_label_transfer"]["classifier"] == "knn"
+    knn = dice.tl.transfer_labels(query, toy[0], labels_key="label", seed=0, copy=True,
+                                  transfer=TransferSettings(classifier="knn"), **FAST)
+    assert transferred.uns["dice_label_transfer"]["params"]["classifier"] == "logistic"
+    assert knn.uns["dice_label_transfer"]["params"]["classifier"] == "knn"
     seen = ~query.obs["novel"].to_numpy()
     agree = knn.obs["dice_label"].astype(str).to_numpy() == transferred.obs["dice_label"].astype(str).to_numpy()
     assert agree[seen].mean() >= 0.95
@@ -72,22 +74,24 @@ def test_errors_leave_query_untouched(toy):
     ref, query = toy
     query = query.copy()
     before = (list(query.obs), list(query.obsm), list(query.uns))
-    with pytest.raises(DiceInputError, match="label_key"):
-        dice.tl.transfer_labels(query, ref, label_key="cell_type", **FAST)
+    with pytest.raises(DiceInputError, match="labels_key"):
+        dice.tl.transfer_labels(query, ref, labels_key="cell_type", **FAST)
     with pytest.raises(DiceInputError):
-        dice.tl.transfer_labels(query[:, :3].copy(), ref, label_key="label", **FAST)
-    with pytest.raises(DiceInputError):
-        dice.tl.transfer_labels(query, ref, label_key="label", alpha=0.0, **FAST)
+        dice.tl.transfer_labels(query[:, :3].copy(), ref, labels_key="label", **FAST)
+    with pytest.raises(DiceInputError, match="alpha"):
+        dice.tl.transfer_labels(query, ref, labels_key="label", transfer=TransferSettings(alpha=0.0), **FAST)
     with pytest.raises(DiceInputError, match="classifier"):
-        dice.tl.transfer_labels(query, ref, label_key="label", classifier="svm", **FAST)
+        dice.tl.transfer_labels(query, ref, labels_key="label", transfer=TransferSettings(classifier="svm"), **FAST)
+    with pytest.raises(DiceInputError, match="n_neighbors"):
+        dice.tl.transfer_labels(query, ref, labels_key="label", transfer=TransferSettings(n_neighbors=0), **FAST)
     assert (list(query.obs), list(query.obsm), list(query.uns)) == before
 
 
 def test_too_few_genes_with_a_model_leaves_query_untouched(toy):
     ref, query = toy
-    model = dice.tl.train_prior(ref, n_comps=15, n_steps=50, progress=False)
+    model = dice.tl.train_prior(ref, n_comps=15, settings=TrainSettings(n_updates=50), progress=False)
     small = query[:, :3].copy()
     before = (list(small.obs), list(small.obsm))
     with pytest.raises(DiceInputError):
-        dice.tl.transfer_labels(small, ref, label_key="label", model=model, progress=False)
+        dice.tl.transfer_labels(small, ref, labels_key="label", model=model, progress=False)
     assert (list(small.obs), list(small.obsm)) == before

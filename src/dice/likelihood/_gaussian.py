@@ -62,7 +62,6 @@ class GaussianLikelihood:
         self.covariance = np.linalg.inv(self.precision)
         self.covariance = (self.covariance + self.covariance.T) / 2
         self.projector = (v * self.gene_weight[:, None]) @ self.covariance  # G^T, genes present x k
-        self._projector32 = self.projector.astype(np.float32)
         self.dof = max(int(self.present.sum()) - embedding.n_comps, 1)
 
     @property
@@ -76,10 +75,11 @@ class GaussianLikelihood:
 
     def measure_block(self, standardised: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Measurements ``y`` (cells x k) and per-cell noise factors of standardised cells (present genes)."""
-        scores = np.asarray(standardised @ self._projector32, dtype=np.float32)
+        # float64 products: a row's result then does not depend on how many rows share the BLAS call
         x64 = standardised.astype(np.float64)
+        y64 = x64 @ self.projector
+        scores = y64.astype(np.float32)
         total = np.einsum("ij,ij,j->i", x64, x64, self.gene_weight)
-        y64 = scores.astype(np.float64)
         explained = np.einsum("ij,jk,ik->i", y64, self.precision, y64)
         return scores, np.maximum(total - explained, 0.0) / self.dof
 

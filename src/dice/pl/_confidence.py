@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 from anndata import AnnData
 
 from .._validation import DiceInputError
 from ._utils import two_d
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
 
 __all__ = ["confidence", "posterior_samples", "reliability_diagram"]
 
@@ -47,7 +52,7 @@ def posterior_samples(
     ax=None,
     save: str | None = None,
     seed: int = 0,
-):
+) -> Axes:
     """Posterior samples of one cell over the reference embedding (the paper's Figure 2).
 
     Parameters
@@ -133,7 +138,7 @@ def confidence(
     seed: int = 0,
     ax=None,
     save: str | None = None,
-):
+) -> Axes:
     """Cells coloured by a confidence in [0, 1] (default ``obs[f"{key}_label_confidence"]``).
 
     Parameters
@@ -171,7 +176,7 @@ def confidence(
     return ax
 
 
-def reliability_diagram(confidence, correct, n_bins: int = 10, *, ax=None, save: str | None = None):
+def reliability_diagram(confidence, correct, n_bins: int = 10, *, ax=None, save: str | None = None) -> Axes:
     """Accuracy per equal-width confidence bin against the diagonal; the ECE in the title.
 
     Returns

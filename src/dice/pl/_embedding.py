@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from anndata import AnnData
 
 from .._validation import DiceInputError
 from ._utils import finish, two_d
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 __all__ = ["embedding_comparison", "uncertainty"]
 
@@ -50,7 +54,7 @@ def embedding_comparison(
     basis: str = "umap",
     seed: int = 0,
     save: str | Path | None = None,
-):
+) -> Figure:
     """Undenoised projection (``X_{key}_pca``) and DICE embedding (``X_{key}``) side by side.
 
     Parameters
@@ -91,7 +95,7 @@ def uncertainty(
     basis: str = "umap",
     seed: int = 0,
     save: str | Path | None = None,
-):
+) -> Figure:
     """DICE embedding coloured by the per-cell posterior spread ``obs[f"{key}_uncertainty"]``, beside its
     distribution (``key``: ``key_added`` of :func:`dice.tl.denoise`; ``basis``: ``"umap"`` or ``"pca"``).
     Returns the Figure."""

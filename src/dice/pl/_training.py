@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .._validation import DiceInputError
 from ._utils import finish
 
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+
 __all__ = ["training_loss"]
 
 
-def training_loss(model, *, ax=None, save: str | Path | None = None):
+def training_loss(model, *, ax=None, save: str | Path | None = None) -> Axes:
     """Diffusion training loss (mean of each logging window) and learning rate against the step.
 
     The held-out diffusion loss is a poor stopping signal for downstream quality (DESIGN.md, lesson 6);

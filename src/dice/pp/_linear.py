@@ -81,6 +81,7 @@ class LinearEmbedding:
         block_size: int | None = None,
         what: str = "adata",
         layer: str | None = None,
+        check_values: bool = True,
     ) -> LinearEmbedding:
         """Fit standardisation and loadings on a reference matrix (cells x genes, log-normalised), streaming.
 
@@ -106,13 +107,16 @@ class LinearEmbedding:
             Cells per block (default: about 64 MB of float32 per dense block).
         what, layer
             Names used in error messages.
+        check_values
+            Refuse data that are not log-normalised expression (NaN, counts, scaled or shifted values). Off only
+            for array-level studies of factor-model data.
         """
         from ._gram import gene_moments, residual_statistics, standardized_gram, top_eigenvectors
 
         n_genes = int(matrix.shape[1])
         block_size = block_size or block_size_for(n_genes)
         n_cells, mean, std, summary = gene_moments(matrix, rows=rows, block_size=block_size)
-        summary.check(expect="log-normalised", what=what, layer=layer)
+        summary.check(expect="log-normalised" if check_values else "finite", what=what, layer=layer)
         max_rank = min(n_cells - 1, n_genes)
         if n_comps is not None and not 1 <= n_comps <= max_rank:
             raise DiceInputError(

@@ -81,7 +81,7 @@ def measure_cells(
 
     alignment = align_genes(var_names, embedding.genes, min_shared=settings.min_shared, what=what)
     likelihood = GaussianLikelihood(embedding, _likelihood_kind(settings), alignment.present)
-    loadings = embedding.loadings[alignment.present]
+    loadings = embedding.loadings[alignment.present].astype(np.float64)
     n_cells = int(matrix.shape[0]) if rows is None else len(rows)
     scores = np.empty((n_cells, embedding.n_comps), dtype=np.float32)
     pca = np.empty_like(scores)
@@ -96,7 +96,7 @@ def measure_cells(
             scores[block.start : block.stop], factors[block.start : block.stop] = likelihood.measure_block(
                 standardised
             )
-            pca[block.start : block.stop] = standardised @ loadings
+            pca[block.start : block.stop] = standardised.astype(np.float64) @ loadings
             bar.update(block.n_cells)
     summary.check(expect="log-normalised", what=what, layer=layer)
     return CellMeasurements(scores, factors, pca, likelihood, settings.noise_var)

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
 import numpy as np
 from anndata import AnnData
 
 from .._settings import TrainSettings, check_seed
 from .._validation import DiceInputError, check_adata, get_matrix
+
+if TYPE_CHECKING:
+    from ..models import DicePrior
 
 __all__ = ["train_prior"]
 
@@ -37,7 +41,7 @@ def fit_prior(
     device: str,
     progress: bool,
     rows: np.ndarray | None = None,
-):
+) -> DicePrior:
     """:func:`train_prior` on the cells ``rows`` of ``adata`` (sorted positions; ``None``: all), no copies."""
     from ..models import DicePrior
     from ..pp._linear import LinearEmbedding
@@ -73,7 +77,7 @@ def train_prior(
     seed: int = 0,
     device: str = "auto",
     progress: bool = True,
-):
+) -> DicePrior:
     """Fit the loading matrix V and train a diffusion prior over the reference's latent cell states.
 
     The fit streams over row blocks (exact PCA from the genes x genes Gram matrix), so dense, sparse, backed

@@ -106,6 +106,7 @@ def transfer_labels(
     layer: str | None = None,
     settings: PosteriorSettings | str | None = None,
     transfer: TransferSettings | None = None,
+    n_comps: int | None = None,
     training: TrainSettings | None = None,
     store_samples: bool = False,
     key_added: str = "dice",
@@ -141,8 +142,8 @@ def transfer_labels(
         The posterior (:class:`dice.tl.PosteriorSettings`), as in :func:`dice.tl.denoise`.
     transfer
         Classifier, label sets, novelty and calibration (:class:`dice.tl.TransferSettings`).
-    training
-        :class:`dice.tl.TrainSettings` of the prior trained when ``model`` is ``None``.
+    n_comps, training
+        Latent dimension and :class:`dice.tl.TrainSettings` of the prior trained when ``model`` is ``None``.
     store_samples
         Also keep the query's posterior draws (``obsm[f"X_{key_added}_samples"]``).
     key_added
@@ -186,12 +187,12 @@ def transfer_labels(
     trained_here = model is None
     if trained_here:
         model = fit_prior(
-            reference, n_comps=None, layer=layer, labels_key=labels_key if transfer.labels_mixup else None,
+            reference, n_comps=n_comps, layer=layer, labels_key=labels_key if transfer.labels_mixup else None,
             settings=training if training is not None else TrainSettings(), seed=seed, device="auto",
             progress=progress, rows=labelled[~held],
         )
     else:
-        model, _ = resolve_model(model, adata, layer=layer, n_comps=None, training=training, seed=seed,
+        model, _ = resolve_model(model, adata, layer=layer, n_comps=n_comps, training=training, seed=seed,
                                  device="auto", progress=progress)
     ref_cells = measure_cells(model.embedding, get_matrix(reference, layer), reference.var_names, settings,
                               rows=labelled, what="reference", layer=layer, progress=progress)
