@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 THREADS := OMP_NUM_THREADS=2 MKL_NUM_THREADS=2 OPENBLAS_NUM_THREADS=2 NUMBA_NUM_THREADS=2
 
-.PHONY: install demo test lint clean docs
+.PHONY: install demo test test-benchmarks lint clean docs
 
 $(BIN)/activate:
 	$(PY) -m venv $(VENV)
@@ -20,6 +20,10 @@ demo: install
 
 test: install
 	$(THREADS) $(BIN)/python -m pytest -q
+
+# the benchmark scripts' own tests (small inputs); `-m slow` opts into the long end-to-end checks
+test-benchmarks: install
+	$(THREADS) $(BIN)/python -m pytest -q -m benchmark
 
 lint: install
 	$(BIN)/ruff check .

@@ -15,6 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+pytestmark = pytest.mark.benchmark
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 peers = pytest.importorskip("peers")
 

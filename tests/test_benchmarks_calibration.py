@@ -9,6 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+pytestmark = pytest.mark.benchmark
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 calibration = pytest.importorskip("calibration")
 

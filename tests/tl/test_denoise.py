@@ -195,3 +195,14 @@ def test_likelihoods_differ_and_are_recorded(trained_model, query):
     assert not np.allclose(weighted.obsm["X_dice"], isotropic.obsm["X_dice"])
     np.testing.assert_array_equal(weighted.obsm["X_dice_pca"], isotropic.obsm["X_dice_pca"])  # V^T x in both
     np.testing.assert_allclose(isotropic.obs["dice_noise_sd"], np.sqrt(0.5), rtol=1e-6)
+
+
+def test_dask_backed_data_give_the_in_memory_result(trained_model, query):
+    da = pytest.importorskip("dask.array")
+    dense = query.copy()
+    dice.tl.denoise(dense, model=trained_model, seed=3, progress=False)
+    lazy = query.copy()
+    lazy.X = da.from_array(np.asarray(query.X), chunks=(50, 60))
+    dice.tl.denoise(lazy, model=trained_model, seed=3, progress=False)
+    np.testing.assert_array_equal(lazy.obsm["X_dice"], dense.obsm["X_dice"])
+    np.testing.assert_array_equal(lazy.obs["dice_noise_sd"], dense.obs["dice_noise_sd"])
