@@ -1,4 +1,4 @@
-"""Evaluation toolkit used by every benchmark (DESIGN.md section 4, paper appendix D).
+"""Evaluation toolkit used by every benchmark (the protocol of BENCHMARKS.md; paper appendix D).
 
 Partition agreement (true labels vs clusters)
     :func:`ari`, :func:`nmi` (arithmetic by default, equal to :func:`v_measure`), :func:`v_measure`.

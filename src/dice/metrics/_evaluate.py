@@ -1,4 +1,4 @@
-"""One call computing every metric of the evaluation protocol (DESIGN.md section 4)."""
+"""One call computing every metric of the evaluation protocol (BENCHMARKS.md)."""
 
 from __future__ import annotations
 

@@ -9,16 +9,17 @@ from .._validation import DiceInputError
 from ._utils import finish
 
 if TYPE_CHECKING:
-    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
 
 __all__ = ["training_loss"]
 
 
-def training_loss(model, *, ax=None, save: str | Path | None = None) -> Axes:
+def training_loss(model, *, ax=None, save: str | Path | None = None) -> Figure:
     """Diffusion training loss (mean of each logging window) and learning rate against the step.
 
-    The held-out diffusion loss is a poor stopping signal for downstream quality (DESIGN.md, lesson 6);
-    this plot is for spotting divergence or a run that has not converged. Returns the Figure.
+    The held-out diffusion loss is a poor stopping signal for downstream quality (it rose while clustering
+    stayed flat in our measurements); this plot is for spotting divergence or a run that has not converged.
+    Returns the Figure.
     """
     import matplotlib.pyplot as plt
 
