@@ -10,8 +10,7 @@ import pytest
 import dice
 from dice._validation import DiceInputError
 from dice.metrics import expected_calibration_error, reliability_table
-from dice.tl._confidence import credible_sets
-from dice.tl._confidence import set_strings
+from dice.tl._confidence import credible_sets, set_strings
 
 
 def _two_clusters(n_per: int = 40, n_samples: int = 20, spread: float = 0.3, midway: int = 0, seed: int = 0):
