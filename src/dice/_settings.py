@@ -87,7 +87,10 @@ class PosteriorSettings(_Settings):
         ``"samples"`` (the average of the draws).
     likelihood
         The measurement model: ``"gene_weighted"`` (per-gene noise variances from the reference),
-        ``"isotropic"`` (the paper's), ``"counts"`` (raw counts, for shallow data) or ``"auto"``.
+        ``"isotropic"`` (the paper's), ``"counts"`` (raw counts in ``layers["counts"]``, for shallow data:
+        a negative-binomial likelihood whose noise grows per cell as depth falls; needs a model trained on a
+        reference with ``layers["counts"]``) or ``"auto"`` (``"counts"`` when both the model and the data have
+        counts, else ``"gene_weighted"``).
     noise_var
         How the noise level of a Gaussian likelihood is set: ``"dataset"`` (estimated on all the cells being
         denoised), ``"cell"`` (each cell's own residuals), ``"reference"`` (the reference's level) or, with

@@ -9,11 +9,12 @@ import numpy as np
 import pandas as pd
 import torch
 
+from .._settings import PosteriorSettings, TrainSettings
 from .._validation import DiceInputError, DiceModelError
+from ..likelihood._counts import CountReference
 from ..pp._linear import LinearEmbedding
 from . import _io
 from ._network import DiffusionMLP
-from .._settings import PosteriorSettings, TrainSettings
 from ._posterior import PosteriorSamples, sample_posterior
 from ._schedule import NoiseSchedule
 from ._training import SameLabelMixup, train_diffusion
@@ -23,6 +24,8 @@ __all__ = ["FORMAT_VERSION", "DicePrior", "resolve_device"]
 FORMAT_VERSION = _io.FORMAT_VERSION  # 2: atomic writes, checksums and a tensor manifest (see ``_io``)
 CONFIG_FILE = _io.CONFIG_FILE
 WEIGHTS_FILE = _io.WEIGHTS_FILE
+COUNT_ARRAYS = ("gene_scale", "dispersion", "prior_var")  # CountReference fields saved as ``count.*`` tensors
+COUNT_KEY = "count_reference"  # its floats in the config
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -91,8 +94,10 @@ class DicePrior:
         latent_scale: float,
         config: dict,
         device: str | torch.device = "cpu",
+        count_reference: CountReference | None = None,
     ):
         self.embedding = embedding
+        self.count_reference = count_reference
         self.schedule = schedule
         self.latent_scale = float(latent_scale)
         self.config = config
@@ -126,10 +131,15 @@ class DicePrior:
         seed: int = 0,
         device: str | torch.device = "auto",
         progress: bool = True,
+        count_reference: CountReference | None = None,
+        latents_kind: str = "projection",
     ) -> DicePrior:
         """Train the diffusion prior on reference latents (see :func:`dice.tl.train_prior`).
 
         ``settings.mixup_prob`` applies only with ``labels`` (default 0.9 with labels, else no mixup).
+        ``count_reference`` (the count likelihood's per-gene statistics) travels with the model;
+        ``latents_kind`` records what ``latents`` are (``"projection"``: ``V^T x_std``; ``"counts"``: the count
+        measurement of the reference) in ``config["prior_latents"]``.
         """
         settings = settings or TrainSettings()
         device = resolve_device(device)
@@ -166,8 +176,9 @@ class DicePrior:
             "seed": seed,
             "device": str(device),
             "history": history,
+            "prior_latents": latents_kind,
         }
-        return cls(embedding, network, schedule, latent_scale, config, device=device)
+        return cls(embedding, network, schedule, latent_scale, config, device=device, count_reference=count_reference)
 
     def sample_prior(self, n_cells: int, *, seed: int = 0, n_steps: int | None = None) -> np.ndarray:
         """Generate latent cell states from the prior (full ancestral reverse diffusion, or strided)."""
@@ -245,6 +256,11 @@ class DicePrior:
                 tensors[f"embedding.{field.name}"] = torch.as_tensor(value)
             else:
                 config[field.name] = value.item() if isinstance(value, np.generic) else value
+        if self.count_reference is not None:  # arrays as ``count.*`` tensors, the floats in the config
+            ref = self.count_reference
+            for name in COUNT_ARRAYS:
+                tensors[f"count.{name}"] = torch.as_tensor(np.asarray(getattr(ref, name), dtype=np.float64))
+            config[COUNT_KEY] = {"floor": float(ref.floor), "min_rate": float(ref.min_rate)}
         clash = sorted(set(config) & set(self.config))
         if clash:
             raise ValueError(f"model config keys {clash} collide with the embedding's fields")
@@ -282,7 +298,9 @@ class DicePrior:
                 f"{'' if genes.is_unique else ', with duplicates'}) does not match the saved loadings {shape}; "
                 "the directory is corrupted or mixed. Re-save the model."
             )
-        unknown = [k for k in tensors if not k.startswith("network.") and k.removeprefix("embedding.") not in fields]
+        count_tensors = {f"count.{name}" for name in COUNT_ARRAYS}
+        unknown = [k for k in tensors if not k.startswith("network.") and k not in count_tensors
+                   and k.removeprefix("embedding.") not in fields]
         if unknown:
             raise DiceModelError(
                 f"{directory / WEIGHTS_FILE}: tensors {unknown[:5]} are not known to this dice; the model was written "
@@ -294,7 +312,9 @@ class DicePrior:
                 kwargs[name] = tensors[f"embedding.{name}"].numpy()
             elif name in config and name != "genes":
                 kwargs[name] = config[name]
-        embedded = {"genes", "n_comps", "latent_scale", "dice_version", *fields, *_io.IO_KEYS}
+        count_reference = _load_count_reference(config, tensors, count_tensors, len(genes), config["n_comps"],
+                                                config_path)
+        embedded = {"genes", "n_comps", "latent_scale", "dice_version", COUNT_KEY, *fields, *_io.IO_KEYS}
         keep = {k: v for k, v in config.items() if k not in embedded}
         try:
             embedding = LinearEmbedding(**kwargs)
@@ -319,4 +339,24 @@ class DicePrior:
                 f"{str(error)[:200]}); it was written by an incompatible dice. Re-save it with this dice, or re-train "
                 "it with `dice.tl.train_prior`."
             ) from None
-        return cls(embedding, network, schedule, latent_scale, keep, device=device)
+        return cls(embedding, network, schedule, latent_scale, keep, device=device, count_reference=count_reference)
+
+
+def _load_count_reference(config, tensors, names, n_genes, k, config_path) -> CountReference | None:
+    """The saved :class:`CountReference` (``count.*`` tensors plus ``config["count_reference"]``), checked."""
+    present = names & set(tensors)
+    if not present and COUNT_KEY not in config:
+        return None
+    floats = config.get(COUNT_KEY)
+    shapes = {"gene_scale": (n_genes,), "dispersion": (n_genes,), "prior_var": (k,)}
+    ok = present == names and isinstance(floats, dict) and {"floor", "min_rate"} <= set(floats)
+    ok = ok and all(tuple(tensors[f"count.{n}"].shape) == shape for n, shape in shapes.items())
+    if not ok:
+        raise DiceModelError(
+            f"{config_path}: the count reference is incomplete or does not match the model's genes and k "
+            f"(tensors {sorted(present)}, config {floats!r}); the directory is corrupted or mixed. Re-save the model."
+        )
+    return CountReference(
+        *(tensors[f"count.{n}"].numpy().astype(np.float64) for n in COUNT_ARRAYS),
+        floor=float(floats["floor"]), min_rate=float(floats["min_rate"]),
+    )

@@ -8,7 +8,7 @@ import numpy as np
 from anndata import AnnData
 
 from .._settings import PosteriorSettings, TrainSettings, check_seed
-from .._validation import DiceInputError, check_adata, get_matrix
+from .._validation import DiceInputError, check_adata
 
 __all__ = ["denoise"]
 
@@ -125,7 +125,7 @@ def denoise(
     ``uns[key_added]`` (``"params"``: every setting and the seed; the likelihood used, genes used, device,
     package versions, timing).
     """
-    from ._latent import measure_cells, posterior_of
+    from ._latent import measure_adata, posterior_of
 
     started = time.perf_counter()
     settings = PosteriorSettings.resolve(settings)
@@ -133,8 +133,7 @@ def denoise(
     check_adata(adata, layer=layer, what="adata")
     model, trained_here = resolve_model(model, adata, layer=layer, n_comps=n_comps, training=training, seed=seed,
                                         device=device, progress=progress)
-    cells = measure_cells(model.embedding, get_matrix(adata, layer), adata.var_names, settings, layer=layer,
-                          progress=progress)
+    cells = measure_adata(model, adata, settings, layer=layer, progress=progress)
     result = posterior_of(model, cells, settings, seed=seed, keep_samples=store_samples, progress=progress)
     record = {
         "params": {**settings.to_dict(), "seed": seed, "store_samples": store_samples, "layer": layer or "X"},

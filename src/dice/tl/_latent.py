@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import scipy.sparse as sp
 
 from .._blocks import block_size_for, iter_row_blocks
 from .._settings import PosteriorSettings
@@ -16,7 +17,15 @@ from .._validation import DiceInputError, ValueSummary
 from ..likelihood import GAUSSIAN_LIKELIHOODS, GaussianLikelihood, Measurement
 from ..pp._align import align_genes
 
-__all__ = ["CellMeasurements", "LatentResult", "measure_cells", "posterior_of", "reference_latents"]
+__all__ = ["COUNTS_LAYER", "CellMeasurements", "LatentResult", "count_matrix", "measure_cells", "posterior_of",
+           "reference_latents", "resolve_likelihood"]
+
+COUNTS_LAYER = "counts"  # where scanpy users keep raw UMI counts
+COUNT_LIKELIHOOD = (
+    "raw counts c_g ~ NB(lambda_g, alpha_g), lambda_g = n p_g(u) / sum_h p_h(u) over the genes present, "
+    "p_g = exp(b_g) expm1(mean_g + std_g (V u)_g); measurement N(u; uhat, H^-1) at the mode (Fisher scoring), "
+    "used isotropically with variance trace(H^-1) / k per cell (dice.likelihood.count_measurement)"
+)
 
 
 @dataclass
@@ -28,15 +37,26 @@ class CellMeasurements:
     pca: np.ndarray
     likelihood: GaussianLikelihood
     noise_rule: str | float
+    counts: Measurement | None = None  # the count measurement (per-cell noise), when the count likelihood ran
+    counts_layer: str | None = None
 
     def measurement(self, rows: np.ndarray | None = None) -> Measurement:
-        """The Gaussian measurement of the cells ``rows`` (noise level estimated on those cells)."""
+        """The Gaussian measurement of the cells ``rows`` (noise level estimated on those cells).
+
+        For the count likelihood the noise is already per cell (no dataset rule): the rows are just selected.
+        """
         select = slice(None) if rows is None else rows
+        if self.counts is not None:
+            return Measurement(self.counts.scores[select], self.counts.noise_var[select])
         return self.likelihood.finish(self.scores[select], self.factors[select], self.noise_rule)
 
     def info(self) -> dict:
-        kind = self.likelihood.kind
-        return {"likelihood": kind, "likelihood_model": GAUSSIAN_LIKELIHOODS[kind],
+        if self.counts is not None:
+            kind, model = "counts", COUNT_LIKELIHOOD
+        else:
+            kind = self.likelihood.kind
+            model = GAUSSIAN_LIKELIHOODS[kind]
+        return {"likelihood": kind, "likelihood_model": model, "counts_layer": self.counts_layer,
                 "n_genes_used": self.likelihood.n_genes_used, "n_genes_model": int(self.likelihood.present.size)}
 
 
@@ -52,12 +72,78 @@ class LatentResult:
     info: dict
 
 
+def count_matrix(adata):
+    """``(adata.layers["counts"], "counts")`` when the AnnData keeps raw counts there, else ``(None, None)``."""
+    if adata is not None and COUNTS_LAYER in adata.layers:
+        return adata.layers[COUNTS_LAYER], COUNTS_LAYER
+    return None, None
+
+
+def resolve_likelihood(settings: PosteriorSettings, model, has_counts: bool, *, what: str = "adata") -> str:
+    """The likelihood that runs: ``"counts"``, ``"gene_weighted"`` or ``"isotropic"``.
+
+    ``"auto"`` is the count likelihood when the model has a count reference (trained on a reference with
+    ``layers["counts"]``) and the data have ``layers["counts"]``; otherwise the gene-weighted one.
+    """
+    has_reference = getattr(model, "count_reference", None) is not None
+    if settings.likelihood == "auto":
+        return "counts" if has_reference and has_counts else "gene_weighted"
+    if settings.likelihood == "counts":
+        if not has_reference:
+            raise DiceInputError(
+                "likelihood='counts' needs a model with a count reference, and this model has none: train it "
+                f"with dice.tl.train_prior on a reference that keeps its raw counts in layers[{COUNTS_LAYER!r}], "
+                "or use likelihood='auto' / 'gene_weighted'."
+            )
+        if not has_counts:
+            raise DiceInputError(
+                f"likelihood='counts' needs raw counts, and {what} has no layers[{COUNTS_LAYER!r}]: put the raw UMI "
+                f"counts there (e.g. `{what}.layers[{COUNTS_LAYER!r}] = {what}.raw.X` or a copy of X before "
+                "normalisation), or use likelihood='auto' / 'gene_weighted'."
+            )
+        return "counts"
+    return _likelihood_kind(settings)
+
+
 def _likelihood_kind(settings: PosteriorSettings) -> str:
     if settings.likelihood in ("auto", "gene_weighted"):
         return "gene_weighted"
     if settings.likelihood == "isotropic":
         return "isotropic"
+    if settings.likelihood == "counts":
+        raise DiceInputError(
+            "likelihood='counts' needs raw counts and a model with a count reference: keep the raw counts in "
+            f"layers[{COUNTS_LAYER!r}] of both the reference (train_prior) and the data, or use 'auto'."
+        )
     raise DiceInputError(f"likelihood {settings.likelihood!r} is not available.")
+
+
+def _check_counts(values, what: str) -> None:
+    data = values.data if sp.issparse(values) else np.asarray(values)
+    if data.size and not (np.all(np.isfinite(data)) and data.min() >= 0):
+        raise DiceInputError(
+            f"{what}.layers[{COUNTS_LAYER!r}] must hold raw counts (finite, non-negative); it has negative or "
+            "non-finite values. Put the raw UMI counts there, or drop the layer to use the log-normalised X only."
+        )
+
+
+def measure_counts(embedding, counts, alignment, reference, *, rows=None, block_size=None, what="adata"):
+    """:func:`dice.likelihood.count_measurement` of every cell, reading ``counts`` in row blocks."""
+    from ..likelihood._counts import count_measurement
+
+    n_genes = embedding.n_genes
+    columns = np.flatnonzero(alignment.present)
+    expand = sp.csr_matrix((np.ones(columns.size), (np.arange(columns.size), columns)),
+                           shape=(columns.size, n_genes))  # present genes -> model order, zeros for the rest
+    n_cells = int(counts.shape[0]) if rows is None else len(rows)
+    scores, noise = np.empty((n_cells, embedding.n_comps)), np.empty(n_cells)
+    block_size = block_size or block_size_for(alignment.n_shared)
+    for block in iter_row_blocks(counts, block_size=block_size, rows=rows):
+        values = alignment.take(block.values, dense=False)
+        _check_counts(values, what)
+        m = count_measurement(sp.csr_matrix(values @ expand), embedding, reference, present=alignment.present)
+        scores[block.start : block.stop], noise[block.start : block.stop] = m.scores, m.noise_var
+    return Measurement(scores, noise)
 
 
 def measure_cells(
@@ -71,16 +157,25 @@ def measure_cells(
     layer: str | None = None,
     block_size: int | None = None,
     progress: bool = False,
+    counts=None,
+    count_reference=None,
+    counts_layer: str | None = COUNTS_LAYER,
 ) -> CellMeasurements:
     """Align, validate (every value, block by block), standardise and measure cells against a model.
 
     Raises :class:`DiceInputError` before returning anything when the data are not log-normalised
     expression (NaN, negative values, raw counts) or share too few genes with the model.
+
+    With ``counts`` (raw counts, same cells and genes as ``matrix``) and ``count_reference`` (the model's
+    :class:`dice.likelihood.CountReference`), the measurement is the count likelihood's; ``pca`` stays
+    ``V^T x`` of the log-normalised ``matrix``.
     """
     from tqdm.auto import tqdm
 
     alignment = align_genes(var_names, embedding.genes, min_shared=settings.min_shared, what=what)
-    likelihood = GaussianLikelihood(embedding, _likelihood_kind(settings), alignment.present)
+    use_counts = counts is not None and count_reference is not None
+    kind = "gene_weighted" if use_counts and settings.likelihood == "counts" else _likelihood_kind(settings)
+    likelihood = GaussianLikelihood(embedding, kind, alignment.present)
     loadings = embedding.loadings[alignment.present].astype(np.float64)
     n_cells = int(matrix.shape[0]) if rows is None else len(rows)
     scores = np.empty((n_cells, embedding.n_comps), dtype=np.float32)
@@ -99,7 +194,26 @@ def measure_cells(
             pca[block.start : block.stop] = standardised.astype(np.float64) @ loadings
             bar.update(block.n_cells)
     summary.check(expect="log-normalised", what=what, layer=layer)
-    return CellMeasurements(scores, factors, pca, likelihood, settings.noise_var)
+    if not use_counts:
+        return CellMeasurements(scores, factors, pca, likelihood, settings.noise_var)
+    if counts.shape != matrix.shape:
+        raise DiceInputError(f"{what}.layers[{counts_layer!r}] has shape {counts.shape}, X has {matrix.shape}.")
+    measured = measure_counts(embedding, counts, alignment, count_reference, rows=rows, block_size=block_size,
+                              what=what)
+    return CellMeasurements(scores, factors, pca, likelihood, settings.noise_var, measured, counts_layer)
+
+
+def measure_adata(model, adata, settings: PosteriorSettings, *, layer=None, rows=None, what="adata",
+                  progress=False, kind: str | None = None) -> CellMeasurements:
+    """:func:`measure_cells` of an AnnData, with the likelihood :func:`resolve_likelihood` picks (or ``kind``)."""
+    from .._validation import get_matrix
+
+    counts, counts_layer = count_matrix(adata)
+    kind = kind or resolve_likelihood(settings, model, counts is not None, what=what)
+    use = kind == "counts"
+    return measure_cells(model.embedding, get_matrix(adata, layer), adata.var_names, settings, rows=rows,
+                         what=what, layer=layer, progress=progress, counts=counts if use else None,
+                         count_reference=model.count_reference if use else None, counts_layer=counts_layer)
 
 
 def reference_latents(

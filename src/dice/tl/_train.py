@@ -45,7 +45,7 @@ def fit_prior(
     """:func:`train_prior` on the cells ``rows`` of ``adata`` (sorted positions; ``None``: all), no copies."""
     from ..models import DicePrior
     from ..pp._linear import LinearEmbedding
-    from ._latent import reference_latents
+    from ._latent import count_matrix, reference_latents
 
     if not adata.var_names.is_unique:
         duplicated = list(adata.var_names[adata.var_names.duplicated()][:3])
@@ -63,8 +63,34 @@ def fit_prior(
     latents = reference_latents(embedding, matrix, rows=rows)
     logger.info("dice: k = %d latent dimensions, reference noise variance %.3g", embedding.n_comps,
                 embedding.noise_var)
+    count_reference, kind = None, "projection"
+    counts, counts_layer = count_matrix(adata)
+    if counts is not None:
+        count_reference, latents = _count_latents(embedding, counts, latents, rows, counts_layer, matrix.shape)
+        kind = "counts"
+        logger.info("dice: raw counts in layers[%r]: the prior is trained on the count measurement", counts_layer)
     return DicePrior.fit(embedding, latents, labels=labels, settings=settings, seed=seed, device=device,
-                         progress=progress)
+                         progress=progress, count_reference=count_reference, latents_kind=kind)
+
+
+def _count_latents(embedding, counts, latents, rows, counts_layer, shape):
+    """Fit the count reference on the reference's raw counts; return it and the count latents of the reference."""
+    import scipy.sparse as sp
+
+    from .._blocks import block_size_for, iter_row_blocks
+    from ..likelihood._counts import count_measurement, fit_count_reference
+    from ._latent import _check_counts
+
+    if counts.shape != shape:
+        raise DiceInputError(f"adata.layers[{counts_layer!r}] has shape {counts.shape}, X has {shape}.")
+    blocks = []
+    for block in iter_row_blocks(counts, block_size=block_size_for(embedding.n_genes), rows=rows):
+        values = sp.csr_matrix(block.values, dtype=np.float64)
+        _check_counts(values, "adata")
+        blocks.append(values)
+    reference_counts = sp.vstack(blocks, format="csr")
+    count_reference = fit_count_reference(reference_counts, embedding, latents=latents)
+    return count_reference, count_measurement(reference_counts, embedding, count_reference).scores
 
 
 def train_prior(
@@ -103,6 +129,13 @@ def train_prior(
         ``model.config["device"]``.
     progress
         Show a progress bar.
+
+    Raw counts. When ``adata.layers["counts"]`` holds the raw counts (same cells and genes as the
+    log-normalised data), the count likelihood's per-gene statistics are fitted on them
+    (:func:`dice.likelihood.fit_count_reference`, kept as ``model.count_reference``) and the prior is trained
+    on the count measurement of the reference (``model.config["prior_latents"] == "counts"``), so that
+    ``likelihood="auto"`` measures queries with counts from their raw counts. Without that layer nothing
+    changes (``"projection"``: ``V^T x_std``). Integer ``X`` is not read as counts: put them in the layer.
 
     Returns
     -------

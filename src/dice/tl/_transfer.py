@@ -9,7 +9,7 @@ import pandas as pd
 from anndata import AnnData
 
 from .._settings import PosteriorSettings, TrainSettings, TransferSettings, check_seed
-from .._validation import DiceInputError, check_adata, get_matrix
+from .._validation import DiceInputError, check_adata
 from ._classifiers import KnnVotes, LogisticLatent
 from ._confidence import credible_sets, knn_votes, set_strings
 
@@ -166,7 +166,7 @@ def transfer_labels(
     """
     from ..pp._align import align_genes
     from ._denoise import resolve_model, versions, write_outputs
-    from ._latent import measure_cells, posterior_of
+    from ._latent import count_matrix, measure_adata, posterior_of, resolve_likelihood
     from ._train import fit_prior
 
     settings = PosteriorSettings.resolve(settings)
@@ -194,10 +194,17 @@ def transfer_labels(
     else:
         model, _ = resolve_model(model, adata, layer=layer, n_comps=n_comps, training=training, seed=seed,
                                  device="auto", progress=progress)
-    ref_cells = measure_cells(model.embedding, get_matrix(reference, layer), reference.var_names, settings,
-                              rows=labelled, what="reference", layer=layer, progress=progress)
-    query_cells = measure_cells(model.embedding, get_matrix(adata, layer), adata.var_names, settings,
-                                layer=layer, progress=progress)
+    # the reference side (calibration, classifiers) is measured with the query's likelihood: with counts on
+    # both sides, or with the log-normalised data on both when either lacks counts ("auto")
+    kind = resolve_likelihood(settings, model, count_matrix(adata)[0] is not None, what="adata")
+    if kind == "counts":
+        has_ref_counts = count_matrix(reference)[0] is not None
+        if not has_ref_counts and settings.likelihood == "counts":
+            resolve_likelihood(settings, model, False, what="reference")  # raises, saying how to fix it
+        kind = "counts" if has_ref_counts else "gene_weighted"
+    ref_cells = measure_adata(model, reference, settings, layer=layer, rows=labelled, what="reference",
+                              progress=progress, kind=kind)
+    query_cells = measure_adata(model, adata, settings, layer=layer, progress=progress, kind=kind)
     keep = transfer.classifier == "knn" or store_samples
     calibration = posterior_of(model, ref_cells, settings, rows=np.flatnonzero(held), seed=seed,
                                keep_samples=True, progress=progress)
