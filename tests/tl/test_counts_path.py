@@ -176,3 +176,10 @@ def test_count_reference_check_names_the_problem(model):
         _load_count_reference({}, tensors, names, N_GENES, 5, "c")  # tensors without their config
     with pytest.raises(DiceModelError, match="count reference"):
         _load_count_reference(config, tensors, names, N_GENES + 1, 5, "c")  # another gene list
+
+
+def test_counts_refused_before_training(data):
+    _, counts, labels = data
+    with pytest.raises(DiceInputError, match="has no layers"):  # model=None: refused before any training
+        dice.tl.denoise(_adata(counts, labels, with_counts=False), settings=SETTINGS.replace(likelihood="counts"),
+                        n_comps=3, training=TrainSettings(n_updates=10_000), progress=False)

@@ -125,12 +125,13 @@ def denoise(
     ``uns[key_added]`` (``"params"``: every setting and the seed; the likelihood used, genes used, device,
     package versions, timing).
     """
-    from ._latent import measure_adata, posterior_of
+    from ._latent import measure_adata, posterior_of, require_counts
 
     started = time.perf_counter()
     settings = PosteriorSettings.resolve(settings)
     check_seed(seed)
     check_adata(adata, layer=layer, what="adata")
+    require_counts(settings, (adata, "adata"))
     model, trained_here = resolve_model(model, adata, layer=layer, n_comps=n_comps, training=training, seed=seed,
                                         device=device, progress=progress)
     cells = measure_adata(model, adata, settings, layer=layer, progress=progress)

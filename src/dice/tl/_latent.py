@@ -105,6 +105,22 @@ def resolve_likelihood(settings: PosteriorSettings, model, has_counts: bool, *, 
     return _likelihood_kind(settings)
 
 
+def require_counts(settings: PosteriorSettings, *datasets: tuple) -> None:
+    """Refuse ``likelihood="counts"`` up front (before any training) when a dataset ``(adata, what)`` has no counts."""
+    if settings.likelihood != "counts":
+        return
+    for adata, what in datasets:
+        if count_matrix(adata)[0] is None:
+            resolve_likelihood(settings, _HAS_REFERENCE, False, what=what)
+
+
+class _HasReference:
+    count_reference = True
+
+
+_HAS_REFERENCE = _HasReference()
+
+
 def _likelihood_kind(settings: PosteriorSettings) -> str:
     if settings.likelihood in ("auto", "gene_weighted"):
         return "gene_weighted"

@@ -166,7 +166,7 @@ def transfer_labels(
     """
     from ..pp._align import align_genes
     from ._denoise import resolve_model, versions, write_outputs
-    from ._latent import count_matrix, measure_adata, posterior_of, resolve_likelihood
+    from ._latent import count_matrix, measure_adata, posterior_of, require_counts, resolve_likelihood
     from ._train import fit_prior
 
     settings = PosteriorSettings.resolve(settings)
@@ -175,6 +175,7 @@ def transfer_labels(
         raise DiceInputError(f"transfer must be a dice.tl.TransferSettings, got {type(transfer).__name__}.")
     check_seed(seed)
     check_adata(adata, layer=layer, what="adata")
+    require_counts(settings, (adata, "adata"), (reference, "reference"))
     labelled, classes, codes = _reference_labels(reference, labels_key, layer)
     held = _calibration_split(codes, transfer.calibration_fraction, transfer.max_calibration_cells, seed)
     if held.sum() < 20:
