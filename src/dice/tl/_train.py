@@ -109,6 +109,13 @@ def train_prior(
     The fit streams over row blocks (exact PCA from the genes x genes Gram matrix), so dense, sparse, backed
     and dask-backed AnnData all work and memory stays ``O(genes^2 + block)``.
 
+    Raw counts. When ``adata.layers["counts"]`` holds the raw counts (same cells and genes as the
+    log-normalised data), the count likelihood's per-gene statistics are fitted on them
+    (:func:`dice.likelihood.fit_count_reference`, kept as ``model.count_reference``) and the prior is trained
+    on the count measurement of the reference (``model.config["prior_latents"] == "counts"``), so that
+    ``likelihood="auto"`` measures queries with counts from their raw counts. Without that layer nothing
+    changes (``"projection"``: ``V^T x_std``). Integer ``X`` is not read as counts: put them in the layer.
+
     Parameters
     ----------
     adata
@@ -129,13 +136,6 @@ def train_prior(
         ``model.config["device"]``.
     progress
         Show a progress bar.
-
-    Raw counts. When ``adata.layers["counts"]`` holds the raw counts (same cells and genes as the
-    log-normalised data), the count likelihood's per-gene statistics are fitted on them
-    (:func:`dice.likelihood.fit_count_reference`, kept as ``model.count_reference``) and the prior is trained
-    on the count measurement of the reference (``model.config["prior_latents"] == "counts"``), so that
-    ``likelihood="auto"`` measures queries with counts from their raw counts. Without that layer nothing
-    changes (``"projection"``: ``V^T x_std``). Integer ``X`` is not read as counts: put them in the layer.
 
     Returns
     -------
