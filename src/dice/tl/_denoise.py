@@ -151,8 +151,6 @@ def denoise(
         "seconds": time.perf_counter() - started,
         "versions": versions(),
     }
-    if record["params"]["layer"] is None:
-        record["params"]["layer"] = "X"
     target = adata.copy() if copy else adata
     write_outputs(target, key_added, result, store_samples=store_samples)
     target.uns[key_added] = record
