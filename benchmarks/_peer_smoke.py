@@ -55,8 +55,7 @@ def main() -> None:
     yq = y[idx_q]
     n_cls = len(np.unique(yq))
     print(
-        f"CBMC: {len(idx_r)} reference / {len(idx_q)} query cells, {a.n_vars} genes, "
-        f"{n_cls} query classes, k={args.k}"
+        f"CBMC: {len(idx_r)} reference / {len(idx_q)} query cells, {a.n_vars} genes, {n_cls} query classes, k={args.k}"
     )
     print(f"{'method':<14}{'dims':>6}{'seconds':>10}{'ARI(KMeans)':>13}")
     for name in [m for m in args.methods.split(",") if m]:

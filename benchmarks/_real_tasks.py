@@ -291,8 +291,11 @@ def prepare_task(
         keep = np.sort(np.random.default_rng(seed + 7919).choice(query.n_obs, cap, replace=False))
         query = query[keep].copy()
     notes.update(
-        n_ref_raw=int(ref_raw.n_obs), n_query_raw=int(query_raw.n_obs), n_ref=int(ref.n_obs),
-        n_query=int(query.n_obs), n_genes=int(ref.n_vars),
+        n_ref_raw=int(ref_raw.n_obs),
+        n_query_raw=int(query_raw.n_obs),
+        n_ref=int(ref.n_obs),
+        n_query=int(query.n_obs),
+        n_genes=int(ref.n_vars),
     )
     task = RealTask(spec, seed, ref, query, _labels(ref, spec), _labels(query, spec), notes)
     notes["n_eval"] = task.n_eval

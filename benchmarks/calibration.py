@@ -74,9 +74,7 @@ def _midway_cells(ref, n: int, seed: int):
     info = ref.uns["synthetic"]
     rng = np.random.default_rng(10_000 + seed)
     latent = np.tile(np.asarray(info["means"]).mean(axis=0), (n, 1))
-    x = latent @ np.asarray(info["loadings"]).T + rng.standard_normal((n, ref.n_vars)) * np.sqrt(
-        info["noise_var"]
-    )
+    x = latent @ np.asarray(info["loadings"]).T + rng.standard_normal((n, ref.n_vars)) * np.sqrt(info["noise_var"])
     mid = ad.AnnData(x.astype(np.float32), var=ref.var.copy())
     mid.obs_names = [f"midway_{i}" for i in range(n)]
     mid.obs["label"] = "midway"
@@ -202,8 +200,15 @@ def run_dice(ref, query, label_key, info, seed, n_steps, mixup) -> dict:
     )
     rec["seconds"] = seconds
     if "merge" in info:
-        rec.update(_merged_metrics(truth[seen], out.obsm["dice_label_probabilities"][seen], known, info["merge"],
-                                   obs["dice_label_set"].to_numpy()[seen]))
+        rec.update(
+            _merged_metrics(
+                truth[seen],
+                out.obsm["dice_label_probabilities"][seen],
+                known,
+                info["merge"],
+                obs["dice_label_set"].to_numpy()[seen],
+            )
+        )
     conf = obs["dice_label_confidence"].to_numpy()
     rec["flagged_seen"] = float(
         np.mean(obs["dice_novelty"].to_numpy()[seen] > out.uns["dice_label_transfer"]["params"]["novelty_margin"])
@@ -212,9 +217,7 @@ def run_dice(ref, query, label_key, info, seed, n_steps, mixup) -> dict:
         if (kind == other).any():
             rec[f"confidence_{other}"] = float(conf[kind == other].mean())
             rec[f"set_size_{other}"] = float(obs["dice_label_set_size"].to_numpy()[kind == other].mean())
-            rec[f"unassigned_{other}"] = float(
-                np.mean(obs["dice_label_set"].to_numpy()[kind == other] == "unassigned")
-            )
+            rec[f"unassigned_{other}"] = float(np.mean(obs["dice_label_set"].to_numpy()[kind == other] == "unassigned"))
     if query.uns.get("synthetic", {}).get("setup") == "1":
         params = dice.datasets.posterior_parameters(query)
         _, _, resp = dice.datasets.exact_posterior(query.X, **params)
@@ -290,9 +293,7 @@ def run(tasks, seeds, n_steps: int, mixup_seeds) -> None:
     done = _done()
     for seed in seeds:
         for task in tasks:
-            methods = ["dice", "peers"] + (
-                ["dice_mixup"] if seed in mixup_seeds and task in MIXUP_TASKS else []
-            )
+            methods = ["dice", "peers"] + (["dice_mixup"] if seed in mixup_seeds and task in MIXUP_TASKS else [])
             todo = [m for m in methods if (task, "knn_pca" if m == "peers" else m, seed) not in done]
             if not todo:
                 continue
@@ -393,8 +394,8 @@ NOTES = [
     "## Status and notes (hand-written)",
     "",
     "- `dice`: the current package (4,000 training steps, the sampler started at the exact noise level,",
-    "  `classifier=\"logistic\"` on posterior means). Same package, other classifiers: `dice_knn` (kNN votes of",
-    "  the posterior draws, `classifier=\"knn\"`), `dice_logistic_draws` (the logistic model averaged over the",
+    '  `classifier="logistic"` on posterior means). Same package, other classifiers: `dice_knn` (kNN votes of',
+    '  the posterior draws, `classifier="knn"`), `dice_logistic_draws` (the logistic model averaged over the',
     "  draws; a version not kept). `dice_old_sampler`, `dice_isotropic`, `dice_mixup_isotropic`: earlier runs",
     "  (2,000 training steps, kNN votes, the sampler before the Dec 1 fix; isotropic likelihood for the last",
     "  two), kept as records.",
@@ -406,9 +407,7 @@ NOTES = [
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--peer-worker")
     parser.add_argument("--tasks", nargs="+", default=list(TASK_TITLES))
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4])

@@ -91,8 +91,9 @@ def generate(path: Path, n_cells: int, seed: int = 0) -> dict:
                 store.append(x)
             done += n
         types = np.concatenate(all_types)
-        obs = pd.DataFrame({"cell_type": pd.Categorical([f"t{t}" for t in types])},
-                           index=[f"c{i}" for i in range(n_cells)])
+        obs = pd.DataFrame(
+            {"cell_type": pd.Categorical([f"t{t}" for t in types])}, index=[f"c{i}" for i in range(n_cells)]
+        )
         var = pd.DataFrame(index=[f"g{j}" for j in range(N_GENES)])
         write_elem(f, "obs", obs)
         write_elem(f, "var", var)
@@ -103,8 +104,14 @@ def generate(path: Path, n_cells: int, seed: int = 0) -> dict:
     check.file.close()
     # in-memory CSR: float32 data + int32 indices + int64 indptr (what anndata loads)
     csr_mb = (nnz * 4 + nnz * 4 + (n_cells + 1) * 8) / 2**20
-    return {"n_cells": n_cells, "nnz": nnz, "density": nnz / (n_cells * N_GENES),
-            "file_mb": path.stat().st_size / 2**20, "csr_mb": csr_mb, "gen_s": time.perf_counter() - t0}
+    return {
+        "n_cells": n_cells,
+        "nnz": nnz,
+        "density": nnz / (n_cells * N_GENES),
+        "file_mb": path.stat().st_size / 2**20,
+        "csr_mb": csr_mb,
+        "gen_s": time.perf_counter() - t0,
+    }
 
 
 def _hwm_mb() -> float:
@@ -130,30 +137,47 @@ def _measure(step: str, path: str, model_dir: str) -> None:
     adata = ad.read_h5ad(path, backed="r")
     t0 = time.perf_counter()
     if step == "fit":
-        model = dice.tl.train_prior(adata, settings=dice.tl.TrainSettings(n_updates=N_UPDATES), seed=0,
-                                    device="cpu", progress=False)
+        model = dice.tl.train_prior(
+            adata, settings=dice.tl.TrainSettings(n_updates=N_UPDATES), seed=0, device="cpu", progress=False
+        )
         wall = time.perf_counter() - t0
         model.save(model_dir, overwrite=True)
         extra = {"n_comps": int(getattr(model.embedding, "n_comps", -1))}
     else:
         model = dice.models.DicePrior.load(model_dir, device="cpu")
         t0 = time.perf_counter()
-        dice.tl.denoise(adata, model, settings=dice.tl.PosteriorSettings(**DENOISE_SETTINGS), seed=0,
-                        device="cpu", progress=False)
+        dice.tl.denoise(
+            adata, model, settings=dice.tl.PosteriorSettings(**DENOISE_SETTINGS), seed=0, device="cpu", progress=False
+        )
         wall = time.perf_counter() - t0
         extra = {"mean_shape": list(adata.obsm["X_dice"].shape)}
     # Linux keeps ru_maxrss across fork + execve, so it is at least the parent's RSS when it spawned us;
     # VmHWM belongs to the new address space only. Both are recorded; the table uses VmHWM.
     ru_maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB -> MB
-    print(json.dumps({"step": step, "n_cells": adata.n_obs, "wall_s": wall, "peak_rss_mb": _hwm_mb(),
-                      "ru_maxrss_mb": ru_maxrss,
-                      "rss_after_import_mb": rss0, **extra}))
+    print(
+        json.dumps(
+            {
+                "step": step,
+                "n_cells": adata.n_obs,
+                "wall_s": wall,
+                "peak_rss_mb": _hwm_mb(),
+                "ru_maxrss_mb": ru_maxrss,
+                "rss_after_import_mb": rss0,
+                **extra,
+            }
+        )
+    )
 
 
 def run_step(step: str, path: Path, model_dir: Path) -> dict:
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
-    out = subprocess.run([sys.executable, __file__, "--_measure", step, str(path), str(model_dir)],
-                         env=env, capture_output=True, text=True, check=False)
+    out = subprocess.run(
+        [sys.executable, __file__, "--_measure", step, str(path), str(model_dir)],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     if out.returncode != 0:
         sys.stderr.write(out.stderr[-4000:])
         raise RuntimeError(f"{step} on {path} failed (rc {out.returncode})")
@@ -169,7 +193,7 @@ def write_table(records: list[dict], data: dict, command: str) -> str:
         f"Synthetic log-normalised atlas, {N_GENES:,} genes, {N_TYPES} cell types from a rank-{RANK} model, "
         "`log1p` of Poisson counts, float32 CSR, written chunk by chunk "
         f"({GEN_CHUNK:,} cells per chunk, `anndata.io.sparse_dataset(...).append`; the dense matrix is never "
-        "held) to `/tmp/dice_memory/*.h5ad` and opened with `ad.read_h5ad(path, backed=\"r\")`.",
+        'held) to `/tmp/dice_memory/*.h5ad` and opened with `ad.read_h5ad(path, backed="r")`.',
         f"Each step runs in a fresh subprocess (peak RSS = its own `VmHWM`), 1 CPU thread. `fit` = "
         f"`dice.tl.train_prior(adata, settings=TrainSettings(n_updates={N_UPDATES}))` (few updates: network "
         "training cost does not depend on the number of cells); `denoise` = `dice.tl.denoise(adata, model, "
@@ -183,17 +207,28 @@ def write_table(records: list[dict], data: dict, command: str) -> str:
     ]
     for r in records:
         d = data[r["n_cells"]]
-        lines.append(f"| {r['n_cells']:,} | {d['nnz']:,} | {d['density']:.3f} | {d['file_mb']:.0f} | "
-                     f"{d['csr_mb']:.0f} | {r['step']} | {r['wall_s']:.1f} | {r['cells_per_s']:,.0f} | "
-                     f"{1e6 / r['cells_per_s']:.1f} | {r['rss_after_import_mb']:.0f} | {r['peak_rss_mb']:.0f} | "
-                     f"{r['ru_maxrss_mb']:.0f} |")
-    lines += ["", "`peak RSS` is the step process's `VmHWM` (`/proc/self/status`) read at the end of the step; "
-              "`RSS after imports` is the same after `import torch, anndata, dice`, before the file is opened. "
-              "`ru_maxrss` (`getrusage(RUSAGE_SELF)`) is shown too but is NOT the step's own peak: Linux carries "
-              "it across fork + execve, so it is at least the RSS of the parent (the generator) at spawn time. "
-              "(CSR in memory = float32 data + int32 "
-              "indices + int64 indptr, i.e. what loading `X` whole would cost; the pipeline never does).",
-              "", "Command:", "", "```", command, "```", ""]
+        lines.append(
+            f"| {r['n_cells']:,} | {d['nnz']:,} | {d['density']:.3f} | {d['file_mb']:.0f} | "
+            f"{d['csr_mb']:.0f} | {r['step']} | {r['wall_s']:.1f} | {r['cells_per_s']:,.0f} | "
+            f"{1e6 / r['cells_per_s']:.1f} | {r['rss_after_import_mb']:.0f} | {r['peak_rss_mb']:.0f} | "
+            f"{r['ru_maxrss_mb']:.0f} |"
+        )
+    lines += [
+        "",
+        "`peak RSS` is the step process's `VmHWM` (`/proc/self/status`) read at the end of the step; "
+        "`RSS after imports` is the same after `import torch, anndata, dice`, before the file is opened. "
+        "`ru_maxrss` (`getrusage(RUSAGE_SELF)`) is shown too but is NOT the step's own peak: Linux carries "
+        "it across fork + execve, so it is at least the RSS of the parent (the generator) at spawn time. "
+        "(CSR in memory = float32 data + int32 "
+        "indices + int64 indptr, i.e. what loading `X` whole would cost; the pipeline never does).",
+        "",
+        "Command:",
+        "",
+        "```",
+        command,
+        "```",
+        "",
+    ]
     return "\n".join(lines)
 
 
@@ -207,8 +242,10 @@ def main() -> None:
     if args._measure:
         _measure(*args._measure)
         return
-    command = ("OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 .venv/bin/python "
-               "benchmarks/memory.py " + " ".join(sys.argv[1:]))
+    command = (
+        "OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 .venv/bin/python "
+        "benchmarks/memory.py " + " ".join(sys.argv[1:])
+    )
     records, data = [], {}
     for n in args.sizes:
         path = DATA_DIR / f"atlas_{n}.h5ad"

@@ -171,9 +171,7 @@ def _lognormalise(counts, target_sum: float = 1e4) -> np.ndarray:
     return np.log1p(c / lib * target_sum).astype(np.float32)
 
 
-def _standardise(
-    lognorm: np.ndarray, mean: np.ndarray, std: np.ndarray, max_value: float | None
-) -> np.ndarray:
+def _standardise(lognorm: np.ndarray, mean: np.ndarray, std: np.ndarray, max_value: float | None) -> np.ndarray:
     z = (lognorm - mean) / std
     if max_value is not None:
         z = np.clip(z, -max_value, max_value)
@@ -396,11 +394,7 @@ def embed_scvi(
     n_latent = 10 if n_latent is None else int(n_latent)
 
     def _adata(counts):
-        c = (
-            sp.csr_matrix(_dense(counts).astype(np.float32))
-            if not sp.issparse(counts)
-            else counts.astype(np.float32)
-        )
+        c = sp.csr_matrix(_dense(counts).astype(np.float32)) if not sp.issparse(counts) else counts.astype(np.float32)
         a = ad.AnnData(X=c)
         a.var_names = [f"g{j}" for j in range(c.shape[1])]
         a.obs_names = [f"c{i}" for i in range(c.shape[0])]
@@ -432,9 +426,7 @@ def embed_harmony(ref, query, *, n_comps: int, seed: int = 0, theta: float | Non
     meta = pd.DataFrame({"origin": origin})
     vars_use = ["origin"]
     if ref.batch is not None and query.batch is not None:
-        meta["batch"] = np.concatenate(
-            [np.asarray(ref.batch).astype(str), np.asarray(query.batch).astype(str)]
-        )
+        meta["batch"] = np.concatenate([np.asarray(ref.batch).astype(str), np.asarray(query.batch).astype(str)])
         vars_use = ["origin", "batch"]
     data = np.vstack([Ur, Uq]).astype(np.float64)
     ho = harmonypy.run_harmony(data, meta, vars_use, theta=theta, random_state=seed, verbose=False, **kw)
@@ -560,9 +552,7 @@ def transfer_celltypist(
     t0 = time.perf_counter()
     _check_same_genes(ref_adata, query_adata)
     r = ad.AnnData(_dense(ref_adata.X).astype(np.float32), obs=ref_adata.obs[[label_key]].copy())
-    q = ad.AnnData(
-        _dense(query_adata.X).astype(np.float32), obs=pd.DataFrame(index=query_adata.obs_names.copy())
-    )
+    q = ad.AnnData(_dense(query_adata.X).astype(np.float32), obs=pd.DataFrame(index=query_adata.obs_names.copy()))
     r.var_names = q.var_names = list(ref_adata.var_names)
     r.obs[label_key] = r.obs[label_key].astype(str)
     # celltypist's optional cell subsampling draws from numpy's global generator

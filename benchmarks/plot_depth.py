@@ -1,6 +1,6 @@
 """Figure: label-transfer accuracy against sequencing depth, from ``results/depth_counts.csv``.
 
-    python benchmarks/plot_depth.py   # writes docs/figures/depth_robustness.png
+python benchmarks/plot_depth.py   # writes docs/figures/depth_robustness.png
 """
 
 from __future__ import annotations
@@ -28,8 +28,7 @@ def main(out: Path = HERE.parent / "docs" / "figures" / "depth_robustness.png") 
         rows = records[records["method"] == method]
         stats = rows.groupby("f")["logistic"].agg(["mean", "std"]).sort_index()
         umis = rows.groupby("f")["umis"].mean().sort_index()
-        ax.errorbar(umis, stats["mean"], yerr=stats["std"].fillna(0), marker="o", color=color, label=label,
-                    capsize=3)
+        ax.errorbar(umis, stats["mean"], yerr=stats["std"].fillna(0), marker="o", color=color, label=label, capsize=3)
     ax.set_xscale("log")
     ax.set_xlabel("median UMIs per query cell (CBMC, binomially thinned)")
     ax.set_ylabel("label-transfer accuracy")

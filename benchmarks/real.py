@@ -75,8 +75,19 @@ REPORT_NAME = "real.md"
 
 #: Methods in report order.
 METHODS: tuple[str, ...] = (
-    "pca", "knn5", "knn10", "knn15", "magic", "alra", "nmf", "scvi", "harmony", "dice_default", "dice_isotropic",
-    "dice_gibbs", "dice_paper",
+    "pca",
+    "knn5",
+    "knn10",
+    "knn15",
+    "magic",
+    "alra",
+    "nmf",
+    "scvi",
+    "harmony",
+    "dice_default",
+    "dice_isotropic",
+    "dice_gibbs",
+    "dice_paper",
 )
 #: Peer methods -> (peers.EMBEDDERS key, python module the peer needs).
 PEERS: dict[str, tuple[str, str | None]] = {
@@ -103,8 +114,17 @@ DEFAULT_METHODS: tuple[str, ...] = tuple(m for m in METHODS if m not in ("dice_g
 DICE_SETTINGS: dict[str, str | dict[str, Any]] = {
     "dice_default": "default",
     "dice_isotropic": {"likelihood": "isotropic"},
-    "dice_gibbs": {"sampler": "gibbs", "prior_step": "strided", "n_prior_steps": 10, "rho": 5.0, "rho_end": 0.5,
-                   "rho_schedule": "linear", "n_iter": 20, "n_samples": 10, "noise_var": "dataset"},
+    "dice_gibbs": {
+        "sampler": "gibbs",
+        "prior_step": "strided",
+        "n_prior_steps": 10,
+        "rho": 5.0,
+        "rho_end": 0.5,
+        "rho_schedule": "linear",
+        "n_iter": 20,
+        "n_samples": 10,
+        "noise_var": "dataset",
+    },
     "dice_paper": "paper",
 }
 LABELS: dict[str, str] = {
@@ -221,7 +241,11 @@ def run_task_seed(
     k = embedding.n_comps
     ref_split, query_split = build_peer_splits(task, embedding)
     base = {
-        "task": task.spec.name, "seed": seed, "k": k, "n_ref": task.ref.n_obs, "n_query": task.query.n_obs,
+        "task": task.spec.name,
+        "seed": seed,
+        "k": k,
+        "n_ref": task.ref.n_obs,
+        "n_query": task.query.n_obs,
         "n_genes": task.ref.n_vars,
     }
     records: list[dict[str, Any]] = []
@@ -232,12 +256,22 @@ def run_task_seed(
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             metrics, ev_wall, _ = _timed(lambda: dice.metrics.evaluate(emb, task.query_labels, seed=seed))
-        rec = {**base, "method": method, "seconds": wall, "cpu_seconds": cpu, "eval_seconds": ev_wall,
-               "dims": int(emb.shape[1]), **(extra or {}), **metrics}
+        rec = {
+            **base,
+            "method": method,
+            "seconds": wall,
+            "cpu_seconds": cpu,
+            "eval_seconds": ev_wall,
+            "dims": int(emb.shape[1]),
+            **(extra or {}),
+            **metrics,
+        }
         records.append(rec)
-        log(f"  {task.spec.name} seed {seed} {method:13s} ARI {metrics['leiden_oracle_ari']:.3f} "
+        log(
+            f"  {task.spec.name} seed {seed} {method:13s} ARI {metrics['leiden_oracle_ari']:.3f} "
             f"NMI {metrics['leiden_oracle_nmi']:.3f} stableARI {metrics['leiden_stable_ari']:.3f} "
-            f"({wall:.1f}s, cpu {cpu:.1f}s, eval {ev_wall:.1f}s)")
+            f"({wall:.1f}s, cpu {cpu:.1f}s, eval {ev_wall:.1f}s)"
+        )
 
     for method in methods:
         if not applicable(method, task):
@@ -275,9 +309,13 @@ def run_task_seed(
                         q, model=m, settings=settings, seed=seed, progress=False
                     )
                 )
-                extra = {"train_seconds": train_seconds, "train_cpu_seconds": train_cpu,
-                         "denoise_seconds": wall, "denoise_cpu_seconds": cpu,
-                         "noise_var_mean": float(query.uns["dice"]["noise_var_mean"])}
+                extra = {
+                    "train_seconds": train_seconds,
+                    "train_cpu_seconds": train_cpu,
+                    "denoise_seconds": wall,
+                    "denoise_cpu_seconds": cpu,
+                    "noise_var_mean": float(query.uns["dice"]["noise_var_mean"]),
+                }
                 score(method, query.obsm["X_dice"], train_seconds + wall, train_cpu + cpu, extra)
             else:
                 raise ValueError(f"unknown method {method!r}; choose from {METHODS}")
@@ -381,8 +419,10 @@ def verdict(frame: pd.DataFrame, dice_method: str = "dice_default") -> str:
             word = "loses"
         else:
             word = "ties (difference within the seed spread)"
-        parts.append(f"{name}: {LABELS[dice_method]} {d['mean']:.3f} vs best peer {LABELS[best]} "
-                     f"{p['mean']:.3f} (Δ {margin:+.3f}, seed sd ≤ {spread:.3f}) → {word}")
+        parts.append(
+            f"{name}: {LABELS[dice_method]} {d['mean']:.3f} vs best peer {LABELS[best]} "
+            f"{p['mean']:.3f} (Δ {margin:+.3f}, seed sd ≤ {spread:.3f}) → {word}"
+        )
     return "; ".join(parts)
 
 
@@ -437,13 +477,24 @@ def run_unit(
     t0 = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        task = prepare_task(name, seed, max_ref_cells=quick.get("max_ref_cells"),
-                            max_query_cells=quick.get("max_query_cells"))
-    print(f"[{time.perf_counter() - started:7.1f}s] {name} seed {seed}: {task.notes} "
-          f"(prepared in {time.perf_counter() - t0:.1f}s)", flush=True)
-    return run_task_seed(task, methods, n_steps=quick.get("n_steps"), paper_n_iter=quick.get("paper_n_iter"),
-                         scvi_epochs=quick.get("scvi_epochs"), save_priors=save_priors, load_priors=load_priors,
-                         log=lambda s: print(s, flush=True))
+        task = prepare_task(
+            name, seed, max_ref_cells=quick.get("max_ref_cells"), max_query_cells=quick.get("max_query_cells")
+        )
+    print(
+        f"[{time.perf_counter() - started:7.1f}s] {name} seed {seed}: {task.notes} "
+        f"(prepared in {time.perf_counter() - t0:.1f}s)",
+        flush=True,
+    )
+    return run_task_seed(
+        task,
+        methods,
+        n_steps=quick.get("n_steps"),
+        paper_n_iter=quick.get("paper_n_iter"),
+        scvi_epochs=quick.get("scvi_epochs"),
+        save_priors=save_priors,
+        load_priors=load_priors,
+        log=lambda s: print(s, flush=True),
+    )
 
 
 def _append(csv: Path, records: list[dict[str, Any]]) -> None:
@@ -464,12 +515,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--report-only", action="store_true", help="rebuild the markdown from the CSV")
     parser.add_argument("--quick", action="store_true", help="smoke run (tiny data, short training)")
     parser.add_argument("--header", default=None, help="text placed at the top of the report")
-    parser.add_argument("--load-priors", type=Path, default=None,
-                        help="load DICE priors saved by --save-priors instead of training them")
-    parser.add_argument("--save-priors", type=Path, default=None,
-                        help="save each trained DICE prior here (for real_ablation.py --priors)")
-    parser.add_argument("--jobs", type=int, default=2,
-                        help="(task, seed) units run at once, one thread each (default 2 = this machine's cores)")
+    parser.add_argument(
+        "--load-priors",
+        type=Path,
+        default=None,
+        help="load DICE priors saved by --save-priors instead of training them",
+    )
+    parser.add_argument(
+        "--save-priors",
+        type=Path,
+        default=None,
+        help="save each trained DICE prior here (for real_ablation.py --priors)",
+    )
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        default=2,
+        help="(task, seed) units run at once, one thread each (default 2 = this machine's cores)",
+    )
     args = parser.parse_args(argv)
 
     tasks = [t for t in args.tasks.split(",") if t]
@@ -498,11 +561,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif csv.exists():
             csv.unlink()
         quick = QUICK if args.quick else {}
-        units = [(name, seed, [m for m in methods if (name, seed, m) not in done])
-                 for name in sorted(tasks, key=UNIT_ORDER.index) for seed in seeds]
+        units = [
+            (name, seed, [m for m in methods if (name, seed, m) not in done])
+            for name in sorted(tasks, key=UNIT_ORDER.index)
+            for seed in seeds
+        ]
         units = [u for u in units if u[2]]
-        run = functools.partial(run_unit, quick=quick, save_priors=args.save_priors,
-                                load_priors=args.load_priors, started=started)
+        run = functools.partial(
+            run_unit, quick=quick, save_priors=args.save_priors, load_priors=args.load_priors, started=started
+        )
         if args.jobs > 1 and len(units) > 1:
             # spawn, not fork: each worker starts its own torch with one thread
             context = multiprocessing.get_context("spawn")

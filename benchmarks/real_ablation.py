@@ -81,8 +81,17 @@ class Config:
 
 
 #: The previous default preset (until 2026-11-25 04:21), spelled out so it does not depend on the preset.
-GIBBS = {"sampler": "gibbs", "prior_step": "strided", "n_prior_steps": 10, "rho": 5.0, "rho_end": 0.5,
-         "rho_schedule": "linear", "n_iter": 20, "n_samples": 10, "noise_var": "dataset"}
+GIBBS = {
+    "sampler": "gibbs",
+    "prior_step": "strided",
+    "n_prior_steps": 10,
+    "rho": 5.0,
+    "rho_end": 0.5,
+    "rho_schedule": "linear",
+    "n_iter": 20,
+    "n_samples": 10,
+    "noise_var": "dataset",
+}
 BASE = Config("base (mode='default')", "base")  # the default PosteriorSettings (label kept from earlier records)
 CONFIGS: tuple[Config, ...] = (
     BASE,
@@ -143,11 +152,11 @@ def _train(task: RealTask, config: Config, seed: int, priors: Path | None):
     ref = task.ref
     if labels_key == "__labels__":
         ref = task.ref.copy()
-        ref.obs["__labels__"] = pd.Series(task.ref.obs[task.spec.label_key].astype(str).to_numpy(),
-                                          index=ref.obs_names)
+        ref.obs["__labels__"] = pd.Series(task.ref.obs[task.spec.label_key].astype(str).to_numpy(), index=ref.obs_names)
     cpu = time.process_time()
-    model = dice.tl.train_prior(ref, n_comps=k, labels_key=labels_key, settings=dice.tl.TrainSettings(**train),
-                                seed=seed, progress=False)
+    model = dice.tl.train_prior(
+        ref, n_comps=k, labels_key=labels_key, settings=dice.tl.TrainSettings(**train), seed=seed, progress=False
+    )
     return model, time.process_time() - cpu
 
 
@@ -164,25 +173,53 @@ def _one(task: RealTask, config: Config, model, train_cpu: float, seed: int) -> 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         metrics = dice.metrics.evaluate(emb, task.query_labels, seed=seed)
-    base = {"task": task.spec.name, "seed": seed, "k": model.embedding.n_comps,
-            "noise_var_mean": float(query.uns["dice"]["noise_var_mean"])}
-    out = [{**base, "config": config.name, "group": config.group, "cpu_seconds": cpu,
-            "train_cpu_seconds": train_cpu, "shrink": spread_ratio(emb, scores), **metrics}]
+    base = {
+        "task": task.spec.name,
+        "seed": seed,
+        "k": model.embedding.n_comps,
+        "noise_var_mean": float(query.uns["dice"]["noise_var_mean"]),
+    }
+    out = [
+        {
+            **base,
+            "config": config.name,
+            "group": config.group,
+            "cpu_seconds": cpu,
+            "train_cpu_seconds": train_cpu,
+            "shrink": spread_ratio(emb, scores),
+            **metrics,
+        }
+    ]
     if config is BASE or "n_comps" in config.train:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             pm = dice.metrics.evaluate(scores, task.query_labels, seed=seed)
         label = "PCA" if config is BASE else f"PCA, {config.name}"
-        out.append({**base, "config": label, "group": "pca" if config is BASE else config.group,
-                    "cpu_seconds": 0.0, "train_cpu_seconds": 0.0, "shrink": 1.0, **pm})
+        out.append(
+            {
+                **base,
+                "config": label,
+                "group": "pca" if config is BASE else config.group,
+                "cpu_seconds": 0.0,
+                "train_cpu_seconds": 0.0,
+                "shrink": 1.0,
+                **pm,
+            }
+        )
     return out
 
 
-def run(tasks: Sequence[str], seeds: Sequence[int], groups: Sequence[str], out: Path, *,
-        priors: Path | None = None, resume: bool = False) -> pd.DataFrame:
+def run(
+    tasks: Sequence[str],
+    seeds: Sequence[int],
+    groups: Sequence[str],
+    out: Path,
+    *,
+    priors: Path | None = None,
+    resume: bool = False,
+) -> pd.DataFrame:
     """Run the selected ablation groups; append records to ``out/real_ablation_records.csv``."""
     import torch
-
 
     torch.set_num_threads(1)
     csv = out / "real_ablation_records.csv"
@@ -216,11 +253,14 @@ def run(tasks: Sequence[str], seeds: Sequence[int], groups: Sequence[str], out: 
                     records = _one(task, config, model, train_cpu, seed)
                     done.update((name, seed, r["config"]) for r in records)
                     r = records[0]
-                    print(f"[{time.perf_counter() - started:6.0f}s] {name} s{seed} {config.name:32s} "
-                          f"ARI {r['leiden_oracle_ari']:.3f} NMI {r['leiden_oracle_nmi']:.3f} "
-                          f"stable {r['leiden_stable_ari']:.3f} sil {r['silhouette']:.3f} "
-                          f"knn {r['knn_accuracy']:.3f} shrink {r['shrink']:.2f} "
-                          f"cpu {r['cpu_seconds']:.1f}s", flush=True)
+                    print(
+                        f"[{time.perf_counter() - started:6.0f}s] {name} s{seed} {config.name:32s} "
+                        f"ARI {r['leiden_oracle_ari']:.3f} NMI {r['leiden_oracle_nmi']:.3f} "
+                        f"stable {r['leiden_stable_ari']:.3f} sil {r['silhouette']:.3f} "
+                        f"knn {r['knn_accuracy']:.3f} shrink {r['shrink']:.2f} "
+                        f"cpu {r['cpu_seconds']:.1f}s",
+                        flush=True,
+                    )
                     frame = pd.DataFrame(records)
                     if csv.exists():
                         frame = pd.concat([pd.read_csv(csv), frame], ignore_index=True)
@@ -240,9 +280,12 @@ def report(records: pd.DataFrame, path: Path, header: str = "") -> None:
     for name in [t for t in TASKS if t in set(records["task"])]:
         frame = records[records["task"] == name]
         seeds = sorted(set(frame["seed"]))
-        lines += [f"## {name} (seeds {seeds})", "",
-                  "| config | n | " + " | ".join(h for _, h in METRICS) + " | ΔARI vs base | ΔNMI vs base |",
-                  "|" + "---|" * (len(METRICS) + 4)]
+        lines += [
+            f"## {name} (seeds {seeds})",
+            "",
+            "| config | n | " + " | ".join(h for _, h in METRICS) + " | ΔARI vs base | ΔNMI vs base |",
+            "|" + "---|" * (len(METRICS) + 4),
+        ]
         rest = [c for c in dict.fromkeys(frame["config"]) if c not in ("PCA", BASE.name)]
         order = ["PCA", BASE.name, *rest]
         base = frame[frame["config"] == BASE.name].set_index("seed")
@@ -284,13 +327,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.report_only:
         records = pd.read_csv(args.out / "real_ablation_records.csv")
     else:
-        records = run(args.tasks.split(","), [int(s) for s in args.seeds.split(",")], groups, args.out,
-                      priors=args.priors, resume=args.resume)
-    header = args.header if args.header is not None else (
-        "# DICE ablation on real data\n\nGenerated by `benchmarks/real_ablation.py` (see its docstring). "
-        "Raw records: `real_ablation_records.csv`. `spread ratio` = total variance of the embedding / that "
-        "of the PCA scores (shrinkage; 1 = none). Δ columns: paired by seed, mean ± sd.\n\n"
-        f"This run took {(time.perf_counter() - started) / 60:.1f} min wall."
+        records = run(
+            args.tasks.split(","),
+            [int(s) for s in args.seeds.split(",")],
+            groups,
+            args.out,
+            priors=args.priors,
+            resume=args.resume,
+        )
+    header = (
+        args.header
+        if args.header is not None
+        else (
+            "# DICE ablation on real data\n\nGenerated by `benchmarks/real_ablation.py` (see its docstring). "
+            "Raw records: `real_ablation_records.csv`. `spread ratio` = total variance of the embedding / that "
+            "of the PCA scores (shrinkage; 1 = none). Δ columns: paired by seed, mean ± sd.\n\n"
+            f"This run took {(time.perf_counter() - started) / 60:.1f} min wall."
+        )
     )
     report(records, args.out / "real_ablation.md", header)
     return 0

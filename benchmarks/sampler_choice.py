@@ -42,12 +42,16 @@ PosteriorSettings = dice.tl.PosteriorSettings
 #: when this study was run); it inherited that schedule from the preset, so it is spelled out here.
 VARIANTS: dict[str, PosteriorSettings] = {
     "gibbs, strided 10, rho 5->0.5, 20 it": PosteriorSettings(
-        sampler="gibbs", prior_step="strided", n_prior_steps=10, rho=5.0, rho_end=0.5, rho_schedule="linear",
+        sampler="gibbs",
+        prior_step="strided",
+        n_prior_steps=10,
+        rho=5.0,
+        rho_end=0.5,
+        rho_schedule="linear",
         n_iter=20,
     ),
     "direct, ancestral, rho 0": PosteriorSettings(sampler="direct", prior_step="ancestral", rho=0.0),
-    "direct, strided 20, rho 0": PosteriorSettings(sampler="direct", prior_step="strided", n_prior_steps=20,
-                                                   rho=0.0),
+    "direct, strided 20, rho 0": PosteriorSettings(sampler="direct", prior_step="strided", n_prior_steps=20, rho=0.0),
     "direct, tweedie, rho 0": PosteriorSettings(sampler="direct", prior_step="tweedie", rho=0.0),
     "direct, ancestral, rho 1": PosteriorSettings(sampler="direct", prior_step="ancestral", rho=1.0),
     "paper-exact": PosteriorSettings.paper(),
@@ -79,15 +83,22 @@ def run_cbmc(seed: int, variants: dict) -> list[dict]:
     records = []
     dice.pp.project(query, model)  # obsm["X_dice_pca"], the undenoised projection V^T x
     scores = dice.metrics.evaluate(query.obsm["X_dice_pca"], labels, seed=seed)
-    records.append({"task": "cbmc", "variant": "PCA (reference loadings)", "seed": seed, "seconds": 0.0,
-                    **scores})
+    records.append({"task": "cbmc", "variant": "PCA (reference loadings)", "seed": seed, "seconds": 0.0, **scores})
     for name, settings in variants.items():
         started = time.perf_counter()
         dice.tl.denoise(query, model=model, settings=settings, seed=seed, progress=False)
         seconds = time.perf_counter() - started
         scores = dice.metrics.evaluate(query.obsm["X_dice"], labels, seed=seed)
-        records.append({"task": "cbmc", "variant": name, "seed": seed, "seconds": seconds,
-                        "uncertainty": float(np.nanmean(query.obs["dice_uncertainty"])), **scores})
+        records.append(
+            {
+                "task": "cbmc",
+                "variant": name,
+                "seed": seed,
+                "seconds": seconds,
+                "uncertainty": float(np.nanmean(query.obs["dice_uncertainty"])),
+                **scores,
+            }
+        )
     return records
 
 
@@ -95,18 +106,27 @@ def run_setup2(seed: int, variants: dict) -> list[dict]:
     ref, query = dice.datasets.synthetic(2, seed=seed)
     model = dice.tl.train_prior(ref, n_comps=15, seed=seed, progress=False)
     emb = model.embedding
-    coords = {"true_loadings": query.uns["synthetic"]["loadings"], "gene_mean": emb.mean,
-              "gene_std": emb.std, "loadings": emb.loadings}
+    coords = {
+        "true_loadings": query.uns["synthetic"]["loadings"],
+        "gene_mean": emb.mean,
+        "gene_std": emb.std,
+        "loadings": emb.loadings,
+    }
     clean = dice.datasets.latents_to_embedding_coords(query.obsm["X_true_latent"], **coords)
     bayes_mean, _, _ = dice.datasets.exact_posterior(query.X, **dice.datasets.posterior_parameters(query))
     bayes = dice.datasets.latents_to_embedding_coords(bayes_mean, **coords)
     records = []
 
     def row(name, embedding, seconds, samples=None):
-        rec = {"task": "setup2", "variant": name, "seed": seed, "seconds": seconds,
-               "mse_clean": dice.metrics.latent_error(embedding, clean),
-               "mse_to_bayes_mean": dice.metrics.latent_error(embedding, bayes),
-               "silhouette": dice.metrics.silhouette(embedding, query.obs["label"].to_numpy())}
+        rec = {
+            "task": "setup2",
+            "variant": name,
+            "seed": seed,
+            "seconds": seconds,
+            "mse_clean": dice.metrics.latent_error(embedding, clean),
+            "mse_to_bayes_mean": dice.metrics.latent_error(embedding, bayes),
+            "silhouette": dice.metrics.silhouette(embedding, query.obs["label"].to_numpy()),
+        }
         if samples is not None:
             rec["coverage90_bayes_mean"] = _coverage(samples, bayes)
         records.append(rec)
@@ -119,8 +139,12 @@ def run_setup2(seed: int, variants: dict) -> list[dict]:
         if settings != PosteriorSettings.paper():  # the paper's protocol keeps its one sample
             settings = settings.replace(n_samples=SETUP2_SAMPLES)
         dice.tl.denoise(query, model=model, settings=settings, seed=seed, progress=False, store_samples=True)
-        row(name, query.obsm["X_dice"], time.perf_counter() - started,
-            query.obsm["X_dice_samples"] if query.obsm["X_dice_samples"].shape[1] > 15 else None)
+        row(
+            name,
+            query.obsm["X_dice"],
+            time.perf_counter() - started,
+            query.obsm["X_dice_samples"] if query.obsm["X_dice_samples"].shape[1] > 15 else None,
+        )
     return records
 
 
@@ -139,16 +163,27 @@ def main() -> None:
             pd.DataFrame(records).to_csv(f"{args.out}.csv", index=False)
     frame = pd.DataFrame(records)
     lines = []
-    for task, columns in (("cbmc", ["leiden_oracle_ari", "leiden_oracle_nmi", "leiden_stable_ari", "silhouette",
-                                    "clisi", "knn_accuracy", "uncertainty", "seconds"]),
-                          ("setup2", ["mse_clean", "mse_to_bayes_mean", "coverage90_bayes_mean", "silhouette",
-                                      "seconds"])):
+    for task, columns in (
+        (
+            "cbmc",
+            [
+                "leiden_oracle_ari",
+                "leiden_oracle_nmi",
+                "leiden_stable_ari",
+                "silhouette",
+                "clisi",
+                "knn_accuracy",
+                "uncertainty",
+                "seconds",
+            ],
+        ),
+        ("setup2", ["mse_clean", "mse_to_bayes_mean", "coverage90_bayes_mean", "silhouette", "seconds"]),
+    ):
         part = frame[frame["task"] == task]
         if part.empty:
             continue
         summary = dice.metrics.summarize(part, by="variant", metrics=[c for c in columns if c in part])
-        lines += [f"### {task} ({len(args.seeds)} seeds, mean ± sd)", "",
-                  dice.metrics.format_mean_sd(summary), ""]
+        lines += [f"### {task} ({len(args.seeds)} seeds, mean ± sd)", "", dice.metrics.format_mean_sd(summary), ""]
     with open(f"{args.out}.md", "w") as handle:
         handle.write("\n".join(lines))
     print("\n".join(lines))

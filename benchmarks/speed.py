@@ -50,8 +50,10 @@ def main() -> None:
         started = time.perf_counter()
         model = dice.tl.train_prior(reference, n_comps=25, seed=seed, progress=False)
         timings["train_prior"].append(time.perf_counter() - started)
-        for key, settings in (("denoise_default", dice.tl.PosteriorSettings()),
-                              ("denoise_tweedie", dice.tl.PosteriorSettings(prior_step="tweedie"))):
+        for key, settings in (
+            ("denoise_default", dice.tl.PosteriorSettings()),
+            ("denoise_tweedie", dice.tl.PosteriorSettings(prior_step="tweedie")),
+        ):
             target = query.copy()
             started = time.perf_counter()
             dice.tl.denoise(target, model=model, settings=settings, seed=seed, progress=False)
@@ -67,9 +69,13 @@ def main() -> None:
         for key, v in timings.items()
     }
     summary["setup"] = {
-        "n_reference": args.n_cells, "n_query": args.n_cells, "k": 25, "threads": args.threads,
+        "n_reference": args.n_cells,
+        "n_query": args.n_cells,
+        "k": 25,
+        "threads": args.threads,
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
-        "torch": str(torch.__version__), "dice": dice.__version__,
+        "torch": str(torch.__version__),
+        "dice": dice.__version__,
         "default_sampler": dice.tl.PosteriorSettings().to_dict(),
     }
     with open(args.out, "w") as handle:

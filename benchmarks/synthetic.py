@@ -130,7 +130,10 @@ def train(ref, *, seed: int, n_updates: int, n_comps: int = 15):
     with warnings.catch_warnings():
         _silence_signed_data()
         return dice.tl.train_prior(
-            ref, n_comps=n_comps, settings=dice.tl.TrainSettings(n_updates=n_updates, batch_size=512), seed=seed,
+            ref,
+            n_comps=n_comps,
+            settings=dice.tl.TrainSettings(n_updates=n_updates, batch_size=512),
+            seed=seed,
             progress=False,
         )
 
@@ -167,9 +170,7 @@ def clean_embedding(query, model) -> np.ndarray:
     """The query's true latents ``u`` mapped to embedding coordinates ``A u + b``."""
     import dice
 
-    return dice.datasets.latents_to_embedding_coords(
-        query.obsm["X_true_latent"], **embedding_map_kwargs(query, model)
-    )
+    return dice.datasets.latents_to_embedding_coords(query.obsm["X_true_latent"], **embedding_map_kwargs(query, model))
 
 
 def bayes_posterior(query, model, *, prior_from=None) -> tuple[np.ndarray, np.ndarray, str]:
@@ -262,33 +263,48 @@ def run_seed(
         rows.append(("PCA", pca, 0.0, 0, float("nan")))
         default = np.asarray(query.obsm["X_dice"], dtype=np.float64)
         seconds_paper, clamped_paper = quiet_denoise(
-            query, model,
+            query,
+            model,
             posterior_settings("paper", rho=20.0, rho_schedule="constant", n_iter=paper_iters, n_samples=10),
             seed=seed,
         )
-        rows.append(("DICE paper (synthetic)", np.asarray(query.obsm["X_dice"], np.float64), seconds_paper,
-                     clamped_paper, 20.0))
+        rows.append(
+            ("DICE paper (synthetic)", np.asarray(query.obsm["X_dice"], np.float64), seconds_paper, clamped_paper, 20.0)
+        )
         rows.append(("DICE default", default, seconds, clamped, float("nan")))
-        seconds_iso, clamped_iso = quiet_denoise(query, model, posterior_settings(likelihood="isotropic"),
-                                                 seed=seed)
-        rows.append(("DICE isotropic likelihood", np.asarray(query.obsm["X_dice"], np.float64), seconds_iso,
-                     clamped_iso, float("nan")))
+        seconds_iso, clamped_iso = quiet_denoise(query, model, posterior_settings(likelihood="isotropic"), seed=seed)
+        rows.append(
+            (
+                "DICE isotropic likelihood",
+                np.asarray(query.obsm["X_dice"], np.float64),
+                seconds_iso,
+                clamped_iso,
+                float("nan"),
+            )
+        )
         for rho in heavy_rhos:
             seconds_heavy, clamped_heavy = quiet_denoise(
                 query, model, posterior_settings(rho=rho, rho_schedule="constant", n_iter=2), seed=seed
             )
             name = "DICE prior-heavy" if len(heavy_rhos) == 1 else f"DICE prior-heavy (rho={rho:g})"
-            rows.append((name, np.asarray(query.obsm["X_dice"], np.float64), seconds_heavy, clamped_heavy,
-                         rho * sigma))
+            rows.append((name, np.asarray(query.obsm["X_dice"], np.float64), seconds_heavy, clamped_heavy, rho * sigma))
         rows.append(("Bayes posterior mean", bayes_mean, bayes_seconds, 0, float("nan")))
         rows.append(("Clean latents", clean, 0.0, 0, float("nan")))
 
         for method, emb, secs, n_clamped, rho_abs in rows:
             record = {
-                "setup": setup, "method": method, "seed": seed, **score(emb, labels, clean),
-                "seconds": secs, "train_seconds": train_seconds, "sigma": sigma,
-                "latent_scale": model.latent_scale, "n_clamped": n_clamped, "rho_abs": rho_abs,
-                "mse_to_bayes": dice.metrics.latent_error(emb, bayes_mean), "posterior": kind,
+                "setup": setup,
+                "method": method,
+                "seed": seed,
+                **score(emb, labels, clean),
+                "seconds": secs,
+                "train_seconds": train_seconds,
+                "sigma": sigma,
+                "latent_scale": model.latent_scale,
+                "n_clamped": n_clamped,
+                "rho_abs": rho_abs,
+                "mse_to_bayes": dice.metrics.latent_error(emb, bayes_mean),
+                "posterior": kind,
             }
             records.append(record)
             if verbose:
@@ -336,24 +352,32 @@ def results_markdown(records: pd.DataFrame, *, title: str = "Synthetic Setups 1�
         lines.append(
             f"**Setup {setup}** (Bayes row: {kind} posterior; noise sd per latent dim sigma = {sigma:.3f}, "
             f"latent scale {scale:.2f}; prior training {train:.0f} s"
-            + (f"; paper PCA → DICE: silhouette {paper['silhouette'][0]:.2f} → {paper['silhouette'][1]:.2f}, "
-               f"cLISI {paper['clisi'][0]:.2f} → {paper['clisi'][1]:.2f})" if paper else ")")
+            + (
+                f"; paper PCA → DICE: silhouette {paper['silhouette'][0]:.2f} → {paper['silhouette'][1]:.2f}, "
+                f"cLISI {paper['clisi'][0]:.2f} → {paper['clisi'][1]:.2f})"
+                if paper
+                else ")"
+            )
         )
         lines.append("")
         lines.append(dice.metrics.format_mean_sd(summary, index_name="method"))
         clamped = sub.groupby("method", sort=False)["n_clamped"].sum()
         if (clamped > 0).any():
             lines.append("")
-            lines.append("Clamped prior steps (rho beyond the schedule's reach): " + ", ".join(
-                f"{m}: {int(c)}" for m, c in clamped.items() if c > 0))
+            lines.append(
+                "Clamped prior steps (rho beyond the schedule's reach): "
+                + ", ".join(f"{m}: {int(c)}" for m, c in clamped.items() if c > 0)
+            )
         lines.append("")
 
     # compact side-by-side table
     lines.append("**Side by side with the paper's Table 1** (ours: mean ± sd over seeds)")
     lines.append("")
-    lines.append("| setup | paper sil PCA → DICE | sil PCA | sil DICE paper | sil DICE default | sil Bayes | "
-                 "sil clean | paper cLISI PCA → DICE | cLISI PCA | cLISI DICE paper | cLISI DICE default | "
-                 "cLISI Bayes |")
+    lines.append(
+        "| setup | paper sil PCA → DICE | sil PCA | sil DICE paper | sil DICE default | sil Bayes | "
+        "sil clean | paper cLISI PCA → DICE | cLISI PCA | cLISI DICE paper | cLISI DICE default | "
+        "cLISI Bayes |"
+    )
     lines.append("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for setup in sorted(records["setup"].unique()):
         sub = records[records["setup"] == setup]
@@ -378,8 +402,13 @@ def results_markdown(records: pd.DataFrame, *, title: str = "Synthetic Setups 1�
     lines.append("**Fidelity**: MSE to the clean latents, and its ratio to the Bayes mean's (per seed, then mean ± sd)")
     lines.append("")
     fid = ["PCA", "DICE default", "DICE isotropic likelihood", "DICE paper (synthetic)"]
-    lines.append("| setup | MSE Bayes | " + " | ".join(f"MSE {m}" for m in fid) + " | "
-                 + " | ".join(f"{m} ÷ Bayes" for m in fid) + " |")
+    lines.append(
+        "| setup | MSE Bayes | "
+        + " | ".join(f"MSE {m}" for m in fid)
+        + " | "
+        + " | ".join(f"{m} ÷ Bayes" for m in fid)
+        + " |"
+    )
     lines.append("|---|" + "---:|" * (1 + 2 * len(fid)))
     for setup in sorted(records["setup"].unique()):
         sub = records[records["setup"] == setup]
@@ -394,13 +423,22 @@ def results_markdown(records: pd.DataFrame, *, title: str = "Synthetic Setups 1�
 
         mses = [sub[sub["method"] == m].set_index("seed")["mse"] for m in fid]
         ratios = [(m / bayes).dropna().to_numpy() for m in mses]
-        lines.append(f"| {setup} | {mean_sd(bayes.to_numpy())} | " + " | ".join(mean_sd(m.to_numpy()) for m in mses)
-                     + " | " + " | ".join(mean_sd(r) for r in ratios) + " |")
+        lines.append(
+            f"| {setup} | {mean_sd(bayes.to_numpy())} | "
+            + " | ".join(mean_sd(m.to_numpy()) for m in mses)
+            + " | "
+            + " | ".join(mean_sd(r) for r in ratios)
+            + " |"
+        )
     return "\n".join(lines)
 
 
 def check_iterations(
-    seed: int, iters: Sequence[int], *, sizes: dict[str, Any] | None = None, setup: str = "1",
+    seed: int,
+    iters: Sequence[int],
+    *,
+    sizes: dict[str, Any] | None = None,
+    setup: str = "1",
     sample_seeds: Sequence[int] = (0, 1, 2),
 ) -> pd.DataFrame:
     """Paper-protocol row at several Gibbs iteration counts (one dataset, one prior, several sampler seeds).
@@ -419,13 +457,20 @@ def check_iterations(
     for n_iter in iters:
         for sample_seed in sample_seeds:
             seconds, clamped = quiet_denoise(
-                query, model,
+                query,
+                model,
                 posterior_settings("paper", rho=20.0, rho_schedule="constant", n_iter=n_iter, n_samples=10),
                 seed=1000 + sample_seed,
             )
-            row = {"setup": setup, "seed": seed, "n_iter": n_iter, "sample_seed": sample_seed,
-                   **score(np.asarray(query.obsm["X_dice"], np.float64), labels, clean),
-                   "seconds": seconds, "n_clamped": clamped}
+            row = {
+                "setup": setup,
+                "seed": seed,
+                "n_iter": n_iter,
+                "sample_seed": sample_seed,
+                **score(np.asarray(query.obsm["X_dice"], np.float64), labels, clean),
+                "seconds": seconds,
+                "n_clamped": clamped,
+            }
             print(row, flush=True)
             rows.append(row)
     return pd.DataFrame(rows)
@@ -439,15 +484,20 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--quick", action="store_true", help="tiny sizes, for testing")
     parser.add_argument("--out", default=str(RESULTS), help="output folder")
     parser.add_argument("--threads", type=int, default=1, help="threads for torch, BLAS, OpenMP, numba")
-    parser.add_argument("--paper-iters", type=int, default=1,
-                        help="Gibbs iterations of the paper-protocol row (paper: 200)")
+    parser.add_argument(
+        "--paper-iters", type=int, default=1, help="Gibbs iterations of the paper-protocol row (paper: 200)"
+    )
     parser.add_argument("--heavy-rhos", default="20", help="relative rho(s) of the prior-heavy row(s)")
-    parser.add_argument("--check-iters", default="",
-                        help="instead of the table: paper protocol at these iteration counts on one seed "
-                             "(first of --seeds) and setup (first of --setups), e.g. 1,10")
+    parser.add_argument(
+        "--check-iters",
+        default="",
+        help="instead of the table: paper protocol at these iteration counts on one seed "
+        "(first of --seeds) and setup (first of --setups), e.g. 1,10",
+    )
     parser.add_argument("--tag", default="", help="suffix of the output file names")
-    parser.add_argument("--render", action="store_true",
-                        help="only rewrite the markdown table from the existing records CSV")
+    parser.add_argument(
+        "--render", action="store_true", help="only rewrite the markdown table from the existing records CSV"
+    )
     args = parser.parse_args(argv)
     set_threads(args.threads)
 
@@ -475,8 +525,15 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     records: list[dict[str, Any]] = []
     for seed in seeds:
-        records.extend(run_seed(seed, setups, sizes=sizes, paper_iters=args.paper_iters,
-                                heavy_rhos=[float(r) for r in args.heavy_rhos.split(",")]))
+        records.extend(
+            run_seed(
+                seed,
+                setups,
+                sizes=sizes,
+                paper_iters=args.paper_iters,
+                heavy_rhos=[float(r) for r in args.heavy_rhos.split(",")],
+            )
+        )
         # write after every seed so a partial run still leaves its numbers
         frame = pd.DataFrame(records)
         frame.to_csv(out / f"synthetic_records{tag}.csv", index=False)

@@ -70,8 +70,14 @@ E2_RHOS = (0.5, 1.0, 2.0, 4.0, 8.0, 20.0, 50.0)
 #: set by the experiment). The Gibbs rows spell out the sampler that was the default until Nov 25
 #: (BENCHMARKS.md), so they keep their meaning now that the default is the direct sampler.
 _OLD_GIBBS: dict[str, Any] = {
-    "sampler": "gibbs", "prior_step": "strided", "n_prior_steps": 10, "rho": 5.0, "rho_end": 0.5,
-    "rho_schedule": "linear", "n_iter": 20, "mean_estimate": "samples",
+    "sampler": "gibbs",
+    "prior_step": "strided",
+    "n_prior_steps": 10,
+    "rho": 5.0,
+    "rho_end": 0.5,
+    "rho_schedule": "linear",
+    "n_iter": 20,
+    "mean_estimate": "samples",
 }
 
 COVERAGE_SETTINGS: dict[str, tuple[str, dict[str, Any]]] = {
@@ -82,7 +88,8 @@ COVERAGE_SETTINGS: dict[str, tuple[str, dict[str, Any]]] = {
     "direct, rho 0 (strided 10)": ("default", {**_OLD_GIBBS, "sampler": "direct", "rho": 0.0}),
     "direct, rho 0.5 (strided 10)": ("default", {**_OLD_GIBBS, "sampler": "direct", "rho": 0.5}),
     "paper synthetic (sigma²=1, rho 20 const, ancestral, 1 it)": (
-        "paper", {"rho": 20.0, "rho_schedule": "constant", "n_iter": 1},
+        "paper",
+        {"rho": 20.0, "rho_schedule": "constant", "n_iter": 1},
     ),
     "current default (direct, ancestral draws, Tweedie mean)": ("default", {}),
     # index 8: the default before the gene-weighted likelihood (Nov 25, 06:40); index 7 is gene-weighted since
@@ -102,8 +109,7 @@ def _rms_sd(samples: np.ndarray) -> np.ndarray:
     return np.sqrt(samples.var(axis=1, ddof=1).mean(axis=-1))
 
 
-def _component_log_density(points: np.ndarray, means: np.ndarray, covs: np.ndarray,
-                           weights: np.ndarray) -> np.ndarray:
+def _component_log_density(points: np.ndarray, means: np.ndarray, covs: np.ndarray, weights: np.ndarray) -> np.ndarray:
     """``log w_j N(point; mean_j, cov_j)`` for points (..., k) and components j: (..., K)."""
     out = []
     for mean, cov, weight in zip(means, covs, weights):
@@ -150,29 +156,44 @@ def spread_vs_rho(
         cell.obs_names = ["input_a", "input_b"]
         for sampler in ("gibbs", "direct"):
             for rho in rhos:
-                changes: dict[str, Any] = {"sampler": sampler, "rho": rho, "n_samples": n_samples // 2,
-                                           "noise_var": "reference"}
+                changes: dict[str, Any] = {
+                    "sampler": sampler,
+                    "rho": rho,
+                    "n_samples": n_samples // 2,
+                    "noise_var": "reference",
+                }
                 if sampler == "gibbs":
                     changes.update(rho_schedule="constant", n_iter=n_iter)
-                seconds, clamped = quiet_denoise(cell, model, posterior_settings(**changes), store_samples=True,
-                                                 seed=seed)
+                seconds, clamped = quiet_denoise(
+                    cell, model, posterior_settings(**changes), store_samples=True, seed=seed
+                )
                 samples = np.asarray(cell.obsm["X_dice_samples"], dtype=np.float64)
                 samples = samples.reshape(1, -1, samples.shape[-1])
                 start = np.asarray(cell.obsm["X_dice_pca"], dtype=np.float64)[0]
                 exact_mean, exact_cov, _ = dice.datasets.exact_posterior(
-                    x, **{**params, "noise_var": params["noise_var"] * (1 + rho**2)})
+                    x, **{**params, "noise_var": params["noise_var"] * (1 + rho**2)}
+                )
                 mean_e, cov_e = dice.datasets.to_embedding_coords(exact_mean, exact_cov, **mapping)
                 exact_sd = float(np.sqrt(np.trace(cov_e[0]) / cov_e.shape[-1]))
                 dice_sd = float(_rms_sd(samples)[0])
                 component = _component_log_density(samples[0], comp_means, comp_covs, weights).argmax(-1)
-                rows.append({
-                    "input": input_name, "sampler": sampler, "rho": rho, "rho_abs": rho * sigma,
-                    "rho_network_units": rho * sigma / model.latent_scale,
-                    "dice_sd": dice_sd, "exact_sd": exact_sd, "sd_ratio": dice_sd / exact_sd,
-                    "dist_mean_to_input": float(np.linalg.norm(samples[0].mean(0) - start)),
-                    "dist_exact_mean_to_input": float(np.linalg.norm(mean_e[0] - start)),
-                    "frac_cluster2": float(np.mean(component == 1)), "seconds": seconds, "n_clamped": clamped,
-                })
+                rows.append(
+                    {
+                        "input": input_name,
+                        "sampler": sampler,
+                        "rho": rho,
+                        "rho_abs": rho * sigma,
+                        "rho_network_units": rho * sigma / model.latent_scale,
+                        "dice_sd": dice_sd,
+                        "exact_sd": exact_sd,
+                        "sd_ratio": dice_sd / exact_sd,
+                        "dist_mean_to_input": float(np.linalg.norm(samples[0].mean(0) - start)),
+                        "dist_exact_mean_to_input": float(np.linalg.norm(mean_e[0] - start)),
+                        "frac_cluster2": float(np.mean(component == 1)),
+                        "seconds": seconds,
+                        "n_clamped": clamped,
+                    }
+                )
                 print(rows[-1], flush=True)
     return pd.DataFrame(rows)
 
@@ -243,18 +264,26 @@ def coverage_study(
         cov_draw = region_coverage(samples, one_draw, (0.5, 0.9))
         sample_mean = samples.mean(1)
         return {
-            "setting": name, "cov50": cov_truth[0.5], "cov90": cov_truth[0.9], "cov50_draw": cov_draw[0.5],
-            "cov90_draw": cov_draw[0.9], "spread_ratio": float(np.median(_rms_sd(samples) / exact_sd)),
+            "setting": name,
+            "cov50": cov_truth[0.5],
+            "cov90": cov_truth[0.9],
+            "cov50_draw": cov_draw[0.5],
+            "cov90_draw": cov_draw[0.9],
+            "spread_ratio": float(np.median(_rms_sd(samples) / exact_sd)),
             "mean_shift": float(np.sqrt(np.mean(((sample_mean - exact_mean) / exact_sd[:, None]) ** 2))),
-            "mse": dice.metrics.latent_error(sample_mean, clean), "bayes_mse": bayes_mse,
-            "seconds": seconds, "n_clamped": clamped, "n_samples": samples.shape[1],
+            "mse": dice.metrics.latent_error(sample_mean, clean),
+            "bayes_mse": bayes_mse,
+            "seconds": seconds,
+            "n_clamped": clamped,
+            "n_samples": samples.shape[1],
         }
 
     rows = [summarise("exact posterior samples (control)", exact_samples, 0.0, 0)]
     print(rows[-1], flush=True)
     for name, (base, changes) in settings.items():
-        seconds, clamped = quiet_denoise(query, model, posterior_settings(base, **changes, n_samples=n_samples),
-                                         store_samples=True, seed=seed)
+        seconds, clamped = quiet_denoise(
+            query, model, posterior_settings(base, **changes, n_samples=n_samples), store_samples=True, seed=seed
+        )
         rows.append(summarise(name, np.asarray(query.obsm["X_dice_samples"], np.float64), seconds, clamped))
         rows[-1]["sigma"] = float(np.sqrt(query.uns["dice"]["noise_var_mean"]))
         print(rows[-1], flush=True)
@@ -273,8 +302,7 @@ def training_clusters(ref: ad.AnnData, model, *, quantile: float = 0.99) -> dict
     residual = scores - centres[np.searchsorted(names, labels)]
     precision = np.linalg.inv(np.cov(residual.T))
     own = np.einsum("nk,kl,nl->n", residual, precision, residual)
-    return {"names": names, "centres": centres, "precision": precision,
-            "threshold": float(np.quantile(own, quantile))}
+    return {"names": names, "centres": centres, "precision": precision, "threshold": float(np.quantile(own, quantile))}
 
 
 def assign(points: np.ndarray, clusters: dict[str, Any]) -> np.ndarray:
@@ -305,12 +333,15 @@ def e2_study(
     _, single = dice.datasets.synthetic("e2_single", seed=seed, query_cluster=1, **sizes)
     model, train_seconds = _train(ref, seed, n_steps)
     clusters = training_clusters(ref, model)
-    print(f"E.2 prior trained in {train_seconds:.0f} s; Mahalanobis^2 threshold {clusters['threshold']:.1f}",
-          flush=True)
+    print(
+        f"E.2 prior trained in {train_seconds:.0f} s; Mahalanobis^2 threshold {clusters['threshold']:.1f}", flush=True
+    )
     # name -> changes to the default PosteriorSettings (None: the undenoised projection)
     runs: list[tuple[str, dict[str, Any] | None]] = [("PCA (no denoising)", None)]
-    runs += [(f"Gibbs rho={rho:g}", {"sampler": "gibbs", "rho": rho, "rho_schedule": "constant",
-                                      "n_iter": n_iter}) for rho in rhos]
+    runs += [
+        (f"Gibbs rho={rho:g}", {"sampler": "gibbs", "rho": rho, "rho_schedule": "constant", "n_iter": n_iter})
+        for rho in rhos
+    ]
     runs.append(("default preset (direct, rho 0)", {}))
     rows = []
     for experiment, query in (("e2_novel", novel), ("e2_single", single)):
@@ -318,8 +349,9 @@ def e2_study(
         source = "cluster_1"
         for name, changes in runs:
             if changes is not None:
-                seconds, clamped = quiet_denoise(query, model, posterior_settings(**changes, n_samples=n_samples),
-                                                 store_samples=True, seed=seed)
+                seconds, clamped = quiet_denoise(
+                    query, model, posterior_settings(**changes, n_samples=n_samples), store_samples=True, seed=seed
+                )
                 means = np.asarray(query.obsm["X_dice"], np.float64)
                 samples = np.asarray(query.obsm["X_dice_samples"], np.float64)
                 sigma = float(np.sqrt(query.uns["dice"]["noise_var_mean"]))
@@ -330,8 +362,15 @@ def e2_study(
                 sigma = float(np.sqrt(query.uns["dice"]["noise_var_mean"]))
             where_mean, where_samples = assign(means, clusters), assign(samples, clusters)
             rho = (changes or {}).get("rho", float("nan"))
-            row: dict[str, Any] = {"experiment": experiment, "run": name, "rho": rho, "rho_abs": rho * sigma,
-                                   "sigma": sigma, "seconds": seconds, "n_clamped": clamped}
+            row: dict[str, Any] = {
+                "experiment": experiment,
+                "run": name,
+                "rho": rho,
+                "rho_abs": rho * sigma,
+                "sigma": sigma,
+                "seconds": seconds,
+                "n_clamped": clamped,
+            }
             if experiment == "e2_novel":
                 for group, mask in (("novel", novel_mask), ("known", ~novel_mask)):
                     row[f"{group}_mean_in_training"] = float(np.mean(where_mean[mask] != "none"))
@@ -378,8 +417,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--tag", default="")
     parser.add_argument("--coverage-cells", type=int, default=None, help="first query cells only (cost)")
     parser.add_argument("--coverage-samples", type=int, default=100)
-    parser.add_argument("--coverage-settings", default="",
-                        help="indices into COVERAGE_SETTINGS (default: all)")
+    parser.add_argument("--coverage-settings", default="", help="indices into COVERAGE_SETTINGS (default: all)")
     args = parser.parse_args(argv)
     set_threads(args.threads)
     out = Path(args.out)
@@ -398,8 +436,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         model, timings["train (Setup 1 prior)"] = _train(ref, args.seed, n_steps)
     if "spread" in parts:
         started = time.perf_counter()
-        frame = spread_vs_rho(args.seed, sizes=two_cluster, model=model, n_samples=40 if quick else 500,
-                              n_iter=3 if quick else 50)
+        frame = spread_vs_rho(
+            args.seed, sizes=two_cluster, model=model, n_samples=40 if quick else 500, n_iter=3 if quick else 50
+        )
         frame.to_csv(out / f"synthetic_uncertainty_spread{tag}.csv", index=False)
         timings["spread"] = time.perf_counter() - started
     if "coverage" in parts:
@@ -407,11 +446,15 @@ def main(argv: Sequence[str] | None = None) -> None:
         settings = None
         if args.coverage_settings:
             names = list(COVERAGE_SETTINGS)
-            settings = {names[int(i)]: COVERAGE_SETTINGS[names[int(i)]]
-                        for i in args.coverage_settings.split(",")}
-        frame = coverage_study(args.seed, sizes=two_cluster, model=model, settings=settings,
-                               n_samples=40 if quick else args.coverage_samples,
-                               n_cells=args.coverage_cells)
+            settings = {names[int(i)]: COVERAGE_SETTINGS[names[int(i)]] for i in args.coverage_settings.split(",")}
+        frame = coverage_study(
+            args.seed,
+            sizes=two_cluster,
+            model=model,
+            settings=settings,
+            n_samples=40 if quick else args.coverage_samples,
+            n_cells=args.coverage_cells,
+        )
         frame.to_csv(out / f"synthetic_uncertainty_coverage{tag}.csv", index=False)
         timings["coverage"] = time.perf_counter() - started
     if "e2" in parts:
@@ -433,28 +476,92 @@ def render_markdown(out: Path, tag: str = "") -> str:
     spread = out / f"synthetic_uncertainty_spread{tag}.csv"
     if spread.exists():
         frame = pd.read_csv(spread)
-        text += ["#### E.1 spread of repeated runs on a fixed input", "",
-                 _markdown(frame, ["input", "sampler", "rho", "rho_abs", "rho_network_units", "dice_sd",
-                                   "exact_sd", "sd_ratio", "dist_mean_to_input", "dist_exact_mean_to_input",
-                                   "frac_cluster2", "seconds"]), ""]
+        text += [
+            "#### E.1 spread of repeated runs on a fixed input",
+            "",
+            _markdown(
+                frame,
+                [
+                    "input",
+                    "sampler",
+                    "rho",
+                    "rho_abs",
+                    "rho_network_units",
+                    "dice_sd",
+                    "exact_sd",
+                    "sd_ratio",
+                    "dist_mean_to_input",
+                    "dist_exact_mean_to_input",
+                    "frac_cluster2",
+                    "seconds",
+                ],
+            ),
+            "",
+        ]
     coverage = out / f"synthetic_uncertainty_coverage{tag}.csv"
     if coverage.exists():
         frame = pd.read_csv(coverage)
-        text += ["#### Credible-region coverage on Setup 1 (nominal 0.5 and 0.9)", "",
-                 _markdown(frame, ["setting", "cov50", "cov90", "cov50_draw", "cov90_draw", "spread_ratio",
-                                   "mean_shift", "mse", "bayes_mse", "seconds", "n_clamped"]), ""]
+        text += [
+            "#### Credible-region coverage on Setup 1 (nominal 0.5 and 0.9)",
+            "",
+            _markdown(
+                frame,
+                [
+                    "setting",
+                    "cov50",
+                    "cov90",
+                    "cov50_draw",
+                    "cov90_draw",
+                    "spread_ratio",
+                    "mean_shift",
+                    "mse",
+                    "bayes_mse",
+                    "seconds",
+                    "n_clamped",
+                ],
+            ),
+            "",
+        ]
     e2 = out / f"synthetic_uncertainty_e2{tag}.csv"
     if e2.exists():
         frame = pd.read_csv(e2)
         novel = frame[frame["experiment"] == "e2_novel"]
         single = frame[frame["experiment"] == "e2_single"]
-        text += ["#### E.2 novel cluster (half the query cells from an unseen cluster)", "",
-                 _markdown(novel, ["run", "rho", "rho_abs", "novel_mean_in_training",
-                                   "novel_sample_in_training", "known_mean_in_training",
-                                   "known_mean_in_own_cluster", "seconds"]), "",
-                 "#### E.2 single cluster (every query cell from training cluster 1)", "",
-                 _markdown(single, ["run", "rho", "rho_abs", "mean_in_source", "mean_in_other",
-                                    "mean_outside", "sample_in_source", "sample_in_other", "seconds"]), ""]
+        text += [
+            "#### E.2 novel cluster (half the query cells from an unseen cluster)",
+            "",
+            _markdown(
+                novel,
+                [
+                    "run",
+                    "rho",
+                    "rho_abs",
+                    "novel_mean_in_training",
+                    "novel_sample_in_training",
+                    "known_mean_in_training",
+                    "known_mean_in_own_cluster",
+                    "seconds",
+                ],
+            ),
+            "",
+            "#### E.2 single cluster (every query cell from training cluster 1)",
+            "",
+            _markdown(
+                single,
+                [
+                    "run",
+                    "rho",
+                    "rho_abs",
+                    "mean_in_source",
+                    "mean_in_other",
+                    "mean_outside",
+                    "sample_in_source",
+                    "sample_in_other",
+                    "seconds",
+                ],
+            ),
+            "",
+        ]
     return "\n".join(text)
 
 

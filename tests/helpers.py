@@ -6,8 +6,16 @@ import anndata as ad
 import numpy as np
 
 
-def make_clusters(n_cells: int, *, n_genes: int = 60, n_latent: int = 4, noise: float = 0.5, seed: int = 0,
-                  loadings_seed: int = 123, centres: np.ndarray | None = None) -> ad.AnnData:
+def make_clusters(
+    n_cells: int,
+    *,
+    n_genes: int = 60,
+    n_latent: int = 4,
+    noise: float = 0.5,
+    seed: int = 0,
+    loadings_seed: int = 123,
+    centres: np.ndarray | None = None,
+) -> ad.AnnData:
     """Two (or more) Gaussian clusters in a low-rank factor model, log-normalised-like values."""
     loadings = np.random.default_rng(loadings_seed).normal(size=(n_genes, n_latent))
     rng = np.random.default_rng(seed)
@@ -29,8 +37,14 @@ def make_clusters(n_cells: int, *, n_genes: int = 60, n_latent: int = 4, noise: 
 def snapshot(adata: ad.AnnData) -> dict:
     """Everything a failed call must leave unchanged."""
     x = adata.X.toarray() if hasattr(adata.X, "toarray") else np.array(adata.X, copy=True)
-    return {"X": x, "obs": adata.obs.copy(), "var": adata.var.copy(), "obsm": set(adata.obsm),
-            "uns": set(adata.uns), "shape": adata.shape}
+    return {
+        "X": x,
+        "obs": adata.obs.copy(),
+        "var": adata.var.copy(),
+        "obsm": set(adata.obsm),
+        "uns": set(adata.uns),
+        "shape": adata.shape,
+    }
 
 
 def assert_unchanged(adata: ad.AnnData, before: dict) -> None:

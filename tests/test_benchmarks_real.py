@@ -69,16 +69,16 @@ def test_run_task_seed_and_report(tiny_task, tmp_path):
     assert "error" not in frame or frame["error"].isna().all()
     assert np.isfinite(frame["leiden_oracle_ari"]).all() and (frame["seconds"] >= 0).all()
     # the PCA peer is exactly DICE's starting point V^T x
-    model = dice.tl.train_prior(tiny_task.ref, n_comps=25, settings=dice.tl.TrainSettings(n_updates=2),
-                                progress=False)
+    model = dice.tl.train_prior(tiny_task.ref, n_comps=25, settings=dice.tl.TrainSettings(n_updates=2), progress=False)
     embedding = LinearEmbedding.fit(tiny_task.ref.X, tiny_task.ref.var_names, n_comps=25)
     np.testing.assert_allclose(embedding.loadings, model.embedding.loadings, atol=1e-5)
     ref_split, query_split = tasks_mod.build_peer_splits(tiny_task, embedding)
     query = tiny_task.query.copy()
     dice.pp.project(query, model)
     np.testing.assert_allclose(query_split.X @ ref_split.loadings, query.obsm["X_dice_pca"], atol=1e-4)
-    np.testing.assert_allclose(tasks_mod.reference_scores(tiny_task.query, embedding), query.obsm["X_dice_pca"],
-                               atol=1e-4)
+    np.testing.assert_allclose(
+        tasks_mod.reference_scores(tiny_task.query, embedding), query.obsm["X_dice_pca"], atol=1e-4
+    )
     real.write_report(frame, tmp_path / "real.md", header="# test")
     text = (tmp_path / "real.md").read_text()
     assert "| DICE default |" in text and "ARI oracle" in text and "paired by seed" in text

@@ -58,8 +58,12 @@ def test_region_coverage_is_nominal_for_exact_gaussian_samples() -> None:
 
 
 def test_cluster_assignment_threshold() -> None:
-    clusters = {"names": ["a", "b"], "centres": np.array([[0.0, 0.0], [10.0, 0.0]]),
-                "precision": np.eye(2), "threshold": 4.0}
+    clusters = {
+        "names": ["a", "b"],
+        "centres": np.array([[0.0, 0.0], [10.0, 0.0]]),
+        "precision": np.eye(2),
+        "threshold": 4.0,
+    }
     points = np.array([[0.5, 0.0], [9.0, 1.0], [5.0, 0.0]])
     assert list(uncertainty_rho.assign(points, clusters)) == ["a", "b", "none"]
     assert uncertainty_rho.assign(points[None], clusters).shape == (1, 3)

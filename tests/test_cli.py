@@ -8,10 +8,36 @@ from helpers import make_clusters
 def test_train_then_denoise_from_files(tmp_path, torch_threads, capsys):
     make_clusters(300, seed=1).write_h5ad(tmp_path / "ref.h5ad")
     make_clusters(80, seed=2).write_h5ad(tmp_path / "query.h5ad")
-    assert main(["train", str(tmp_path / "ref.h5ad"), "--out", str(tmp_path / "model"), "--n-comps", "4",
-                 "--steps", "60", "--quiet"]) == 0
-    assert main(["denoise", str(tmp_path / "query.h5ad"), "--model", str(tmp_path / "model"),
-                 "--out", str(tmp_path / "out.h5ad"), "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                str(tmp_path / "ref.h5ad"),
+                "--out",
+                str(tmp_path / "model"),
+                "--n-comps",
+                "4",
+                "--steps",
+                "60",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
+    assert (
+        main(
+            [
+                "denoise",
+                str(tmp_path / "query.h5ad"),
+                "--model",
+                str(tmp_path / "model"),
+                "--out",
+                str(tmp_path / "out.h5ad"),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     out = ad.read_h5ad(tmp_path / "out.h5ad")
     assert out.obsm["X_dice"].shape == (80, 4) and "dice_uncertainty" in out.obs
     assert "denoised 80 cells" in capsys.readouterr().out

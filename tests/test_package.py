@@ -16,8 +16,20 @@ NOT_ADATA_FIRST = {
     "pl.training_loss": "plots a model's training history",
 }
 #: Names retired in Core 1.0: one name per concept across the package.
-RETIRED_PARAMETERS = {"label_key", "adata_ref", "adata_query", "train_kwargs", "denoise_kwargs", "n_steps",
-                      "mode", "batch_size", "samples_key", "embedding_key", "method", "basis_key"}
+RETIRED_PARAMETERS = {
+    "label_key",
+    "adata_ref",
+    "adata_query",
+    "train_kwargs",
+    "denoise_kwargs",
+    "n_steps",
+    "mode",
+    "batch_size",
+    "samples_key",
+    "embedding_key",
+    "method",
+    "basis_key",
+}
 
 
 def test_import_dice_does_not_import_torch():
@@ -65,8 +77,15 @@ def test_scanpy_style_signature(name, function):
 
 def test_no_public_sampler_internals():
     assert set(dice.models.__all__) == {"DicePrior", "DiffusionMLP", "NoiseSchedule"}
-    assert set(dice.tl.__all__) == {"PosteriorSettings", "TrainSettings", "TransferSettings", "cluster_confidence",
-                                    "denoise", "train_prior", "transfer_labels"}
+    assert set(dice.tl.__all__) == {
+        "PosteriorSettings",
+        "TrainSettings",
+        "TransferSettings",
+        "cluster_confidence",
+        "denoise",
+        "train_prior",
+        "transfer_labels",
+    }
     assert set(dice.pp.__all__) == {"project", "recipe_paper"}
 
 

@@ -39,8 +39,9 @@ def run_demo(*, out_dir: Path, seed: int = 0, n_steps: int = 4000, progress: boo
     reference, query = adata[ref_mask].copy(), adata[query_mask].copy()
     print(f"reference {reference.n_obs} cells, query {query.n_obs} cells (stratified 90/10 split, seed {seed})")
 
-    model = tl.train_prior(reference, n_comps=25, seed=seed, settings=tl.TrainSettings(n_updates=n_steps),
-                           progress=progress)
+    model = tl.train_prior(
+        reference, n_comps=25, seed=seed, settings=tl.TrainSettings(n_updates=n_steps), progress=progress
+    )
     print(f"trained {model} in {model.history['seconds']:.0f} s")
     tl.denoise(query, model, seed=seed, progress=progress)
     print(f"denoised the query in {query.uns['dice']['seconds']:.1f} s")
@@ -66,6 +67,7 @@ def run_demo(*, out_dir: Path, seed: int = 0, n_steps: int = 4000, progress: boo
     query.write_h5ad(h5ad_path)
     pl.embedding_comparison(query, color="label", seed=seed, save=png_path)
     table.to_csv(out_dir / "metrics.csv")
-    print(f"\nwrote {h5ad_path}, {png_path} and {out_dir / 'metrics.csv'} "
-          f"({time.perf_counter() - started:.0f} s in all)")
+    print(
+        f"\nwrote {h5ad_path}, {png_path} and {out_dir / 'metrics.csv'} ({time.perf_counter() - started:.0f} s in all)"
+    )
     return {"table": table, "query": query, "model": model}

@@ -146,8 +146,17 @@ class PosteriorSettings(_Settings):
         """The authors' real-data protocol: split Gibbs, full ancestral prior steps, rho 5 -> 0.5 linear over
         100 iterations, sigma^2 = 1 in standardised units, the isotropic likelihood, one sample (slow)."""
         return cls(
-            sampler="gibbs", rho=5.0, rho_end=0.5, rho_schedule="linear", n_iter=100, prior_step="ancestral",
-            n_prior_steps=1, n_samples=1, mean_estimate="samples", likelihood="isotropic", noise_var=1.0,
+            sampler="gibbs",
+            rho=5.0,
+            rho_end=0.5,
+            rho_schedule="linear",
+            n_iter=100,
+            prior_step="ancestral",
+            n_prior_steps=1,
+            n_samples=1,
+            mean_estimate="samples",
+            likelihood="isotropic",
+            noise_var=1.0,
         )
 
     @classmethod
@@ -159,9 +168,7 @@ class PosteriorSettings(_Settings):
             return cls.paper()
         if isinstance(settings, cls):
             return settings
-        raise DiceInputError(
-            f"settings must be a dice.tl.PosteriorSettings, 'default' or 'paper', got {settings!r}."
-        )
+        raise DiceInputError(f"settings must be a dice.tl.PosteriorSettings, 'default' or 'paper', got {settings!r}.")
 
 
 @dataclass(frozen=True)

@@ -24,8 +24,7 @@ def get_matrix(adata: AnnData, layer: str | None = None):
         return adata.X
     if layer not in adata.layers:
         raise DiceInputError(
-            f"Layer {layer!r} not found. Available layers: {list(adata.layers)}. "
-            "Pass layer=None to use adata.X."
+            f"Layer {layer!r} not found. Available layers: {list(adata.layers)}. Pass layer=None to use adata.X."
         )
     return adata.layers[layer]
 
@@ -121,8 +120,9 @@ class ValueSummary:
             if self.min < 0:
                 # signed values that are neither centred nor shifted zeros: factor-model data such as the paper's
                 # synthetic setups; standardisation makes them usable, so they are accepted
-                logger.info("%s has negative values (minimum %.3g); treating them as factor-model values.", what,
-                            self.min)
+                logger.info(
+                    "%s has negative values (minimum %.3g); treating them as factor-model values.", what, self.min
+                )
             if self.all_integer and self.max > 0:
                 raise DiceInputError(
                     f"{what} looks like raw counts (every value a non-negative integer, max {self.max:.0f}, in "
@@ -144,8 +144,9 @@ def looks_like_counts(matrix) -> bool:
     summary = ValueSummary()
     for block in iter_row_blocks(matrix, block_size=block_size_for(matrix.shape[1])):
         summary.update(block.values)
-    return bool(summary.n_values and summary.n_nonfinite == 0 and summary.min >= 0 and summary.all_integer
-                and summary.max > 0)
+    return bool(
+        summary.n_values and summary.n_nonfinite == 0 and summary.min >= 0 and summary.all_integer and summary.max > 0
+    )
 
 
 def check_adata(

@@ -27,8 +27,14 @@ def _train(args: argparse.Namespace) -> int:
     if args.recipe:
         adata = pp.recipe_paper(adata, copy=True, n_top_genes=args.n_top_genes, batch_key=args.batch_key)
     model = tl.train_prior(
-        adata, n_comps=args.n_comps, layer=args.layer, labels_key=args.labels_key,
-        settings=tl.TrainSettings(n_updates=args.steps), seed=args.seed, device=args.device, progress=not args.quiet,
+        adata,
+        n_comps=args.n_comps,
+        layer=args.layer,
+        labels_key=args.labels_key,
+        settings=tl.TrainSettings(n_updates=args.steps),
+        seed=args.seed,
+        device=args.device,
+        progress=not args.quiet,
     )
     model.save(args.out, overwrite=args.overwrite)
     print(f"saved {model} to {args.out}")
@@ -52,11 +58,14 @@ def _denoise(args: argparse.Namespace) -> int:
     settings = tl.PosteriorSettings.resolve(args.mode)
     if args.n_samples is not None:
         settings = settings.replace(n_samples=args.n_samples)
-    tl.denoise(adata, model, layer=args.layer, settings=settings, seed=args.seed, device=args.device,
-               progress=not args.quiet)
+    tl.denoise(
+        adata, model, layer=args.layer, settings=settings, seed=args.seed, device=args.device, progress=not args.quiet
+    )
     adata.write_h5ad(args.out)
-    print(f"denoised {adata.n_obs} cells in {time.perf_counter() - started:.1f} s; wrote {args.out} "
-          "(obsm['X_dice'], obs['dice_uncertainty'])")
+    print(
+        f"denoised {adata.n_obs} cells in {time.perf_counter() - started:.1f} s; wrote {args.out} "
+        "(obsm['X_dice'], obs['dice_uncertainty'])"
+    )
     return 0
 
 

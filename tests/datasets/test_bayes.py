@@ -204,6 +204,4 @@ def test_embedding_coordinates_match_direct_computation() -> None:
     np.testing.assert_allclose(b, embed(np.zeros(V.shape[0])), atol=1e-10)
     # Samples of any leading shape map the same way.
     samples = sample_exact_posterior(query.X, **posterior_parameters(query), n_samples=3, seed=0)
-    np.testing.assert_allclose(
-        latents_to_embedding_coords(samples, **kwargs), embed(samples @ V.T), atol=1e-10
-    )
+    np.testing.assert_allclose(latents_to_embedding_coords(samples, **kwargs), embed(samples @ V.T), atol=1e-10)

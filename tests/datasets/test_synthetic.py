@@ -101,9 +101,7 @@ def test_e2_noise_variance_and_overrides() -> None:
     reference, query = synthetic("e2_single", n_reference=400, n_query=400)
     assert abs(_noise(reference).var() / 0.5 - 1) < 0.02
     assert abs(_noise(query).var() / 1.0 - 1) < 0.02
-    reference, query = synthetic(
-        "e2_single", n_reference=400, n_query=400, reference_noise_var=0.1, query_noise_var=3
-    )
+    reference, query = synthetic("e2_single", n_reference=400, n_query=400, reference_noise_var=0.1, query_noise_var=3)
     assert abs(_noise(reference).var() / 0.1 - 1) < 0.02 and abs(_noise(query).var() / 3 - 1) < 0.02
 
 

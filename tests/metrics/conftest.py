@@ -6,9 +6,7 @@ import numpy as np
 import pytest
 
 
-def _make_blobs(
-    n_per_class: int = 100, n_classes: int = 3, dim: int = 10, spread: float = 1.0, seed: int = 0
-):
+def _make_blobs(n_per_class: int = 100, n_classes: int = 3, dim: int = 10, spread: float = 1.0, seed: int = 0):
     """Gaussian blobs around centres 20 apart on the coordinate axes; returns (X, labels, centres)."""
     rng = np.random.default_rng(seed)
     centres = np.zeros((n_classes, dim))

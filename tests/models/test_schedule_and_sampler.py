@@ -52,8 +52,13 @@ def test_likelihood_step_matches_proposition_3_1():
     scores = torch.tensor(loadings.T @ x, dtype=torch.float64).expand(n, k)
     state = torch.tensor(u, dtype=torch.float64).expand(n, k)
     generator = torch.Generator().manual_seed(0)
-    z = likelihood_step(scores, state, torch.full((n, 1), sigma2, dtype=torch.float64),
-                        torch.full((n, 1), rho2, dtype=torch.float64), generator).numpy()
+    z = likelihood_step(
+        scores,
+        state,
+        torch.full((n, 1), sigma2, dtype=torch.float64),
+        torch.full((n, 1), rho2, dtype=torch.float64),
+        generator,
+    ).numpy()
     np.testing.assert_allclose(z.mean(axis=0), mean, atol=0.01)
     np.testing.assert_allclose(np.cov(z.T), cov, atol=0.01)
 
@@ -98,8 +103,9 @@ def test_ancestral_draws_keep_the_exact_variance_at_levels_between_the_first_gri
     oracle = GaussianOracle(schedule, torch.zeros(2), 1.0)
     n = 40_000
     z = torch.zeros(n, 2)
-    out, _ = prior_step(oracle, schedule, z, torch.full((n,), level), torch.Generator().manual_seed(2),
-                        method="ancestral")
+    out, _ = prior_step(
+        oracle, schedule, z, torch.full((n,), level), torch.Generator().manual_seed(2), method="ancestral"
+    )
     _, expected_var = gaussian_posterior(z[0], torch.zeros(2), 1.0, level**2)
     np.testing.assert_allclose(out.var(0).numpy() / expected_var, 1.0, atol=0.03)
 
@@ -109,11 +115,13 @@ def test_fractional_times_invert_the_noise_levels():
     levels = torch.tensor([0.0, 0.004, 0.0100005, 0.0177, 0.5, 3.0])
     times, clamped = schedule.time_for_noise(levels)
     assert not clamped.any()
-    np.testing.assert_allclose(schedule.alpha_bar_at(times).numpy(), (1 / (1 + levels.double() ** 2)).numpy(),
-                               rtol=1e-9)
+    np.testing.assert_allclose(
+        schedule.alpha_bar_at(times).numpy(), (1 / (1 + levels.double() ** 2)).numpy(), rtol=1e-9
+    )
     on_grid = torch.tensor([1.0, 7.0, 300.0])
-    np.testing.assert_allclose(schedule.alpha_bar_at(on_grid).numpy(), schedule.alpha_bars[[1, 7, 300]].numpy(),
-                               rtol=1e-12)
+    np.testing.assert_allclose(
+        schedule.alpha_bar_at(on_grid).numpy(), schedule.alpha_bars[[1, 7, 300]].numpy(), rtol=1e-12
+    )
 
 
 @pytest.mark.parametrize("method", ["gibbs", "direct"])
@@ -121,25 +129,29 @@ def test_sampler_targets_the_inflated_posterior_and_is_scale_free(method):
     """Target: prior x N(s; u, sigma2 (1 + rho^2)); rescaling the data rescales the result exactly."""
     schedule = NoiseSchedule(512)
     oracle = GaussianOracle(schedule, torch.zeros(2), 1.0)
-    settings = PosteriorSettings(sampler=method, rho=0.5, rho_end=0.5, rho_schedule="constant", n_iter=20,
-                               prior_step="ancestral", n_samples=2000)
+    settings = PosteriorSettings(
+        sampler=method, rho=0.5, rho_end=0.5, rho_schedule="constant", n_iter=20, prior_step="ancestral", n_samples=2000
+    )
     scores, sigma2 = np.array([[1.5, -1.0]], dtype=np.float32), np.array([0.6])
-    result = sample_posterior(oracle, schedule, scores, sigma2, 1.0, settings, seed=3, keep_samples=True,
-                              progress=False)
+    result = sample_posterior(
+        oracle, schedule, scores, sigma2, 1.0, settings, seed=3, keep_samples=True, progress=False
+    )
     samples = result.samples[0]
     mean, var = gaussian_posterior(torch.tensor(scores[0]), torch.zeros(2), 1.0, 0.6 * (1 + 0.5**2))
     np.testing.assert_allclose(samples.mean(0), mean.numpy(), atol=0.05)
     np.testing.assert_allclose(samples.var(0), [var] * 2, rtol=0.12)
-    scaled = sample_posterior(oracle, schedule, scores * 7.0, sigma2 * 49.0, 7.0, settings, seed=3,
-                              keep_samples=True, progress=False)
+    scaled = sample_posterior(
+        oracle, schedule, scores * 7.0, sigma2 * 49.0, 7.0, settings, seed=3, keep_samples=True, progress=False
+    )
     np.testing.assert_allclose(scaled.samples, result.samples * 7.0, rtol=1e-4, atol=1e-4)
 
 
 def test_sampler_is_reproducible_and_seed_dependent():
     schedule = NoiseSchedule(512)
     oracle = GaussianOracle(schedule, torch.zeros(3), 1.0)
-    settings = PosteriorSettings(sampler="gibbs", rho=2.0, rho_end=0.5, rho_schedule="linear", n_iter=3,
-                               prior_step="strided", n_samples=5)
+    settings = PosteriorSettings(
+        sampler="gibbs", rho=2.0, rho_end=0.5, rho_schedule="linear", n_iter=3, prior_step="strided", n_samples=5
+    )
     scores, sigma2 = np.ones((10, 3), dtype=np.float32), np.full(10, 0.5)
     a = sample_posterior(oracle, schedule, scores, sigma2, 1.0, settings, seed=0, keep_samples=True, progress=False)
     b = sample_posterior(oracle, schedule, scores, sigma2, 1.0, settings, seed=0, keep_samples=True, progress=False)
@@ -154,8 +166,7 @@ def test_clamped_steps_warn():
     oracle = GaussianOracle(schedule, torch.zeros(2), 1.0)
     settings = PosteriorSettings(sampler="direct", rho=100.0, n_samples=2)
     with pytest.warns(UserWarning, match="above the diffusion schedule"):
-        sample_posterior(oracle, schedule, np.ones((3, 2), dtype=np.float32), np.ones(3), 1.0, settings,
-                         progress=False)
+        sample_posterior(oracle, schedule, np.ones((3, 2), dtype=np.float32), np.ones(3), 1.0, settings, progress=False)
 
 
 def test_tweedie_mean_is_the_exact_posterior_mean_under_a_gaussian_prior():
@@ -177,7 +188,14 @@ def test_strided_steps_at_small_levels_fall_back_to_ancestral_steps(level):
     schedule = NoiseSchedule(512)
     oracle = GaussianOracle(schedule, torch.zeros(2), 1.0)
     n = 20_000
-    out, _ = prior_step(oracle, schedule, torch.zeros(n, 2), torch.full((n,), level),
-                        torch.Generator().manual_seed(4), method="strided", n_steps=20)
+    out, _ = prior_step(
+        oracle,
+        schedule,
+        torch.zeros(n, 2),
+        torch.full((n,), level),
+        torch.Generator().manual_seed(4),
+        method="strided",
+        n_steps=20,
+    )
     _, expected_var = gaussian_posterior(torch.zeros(2), torch.zeros(2), 1.0, level**2)
     np.testing.assert_allclose(out.var(0).numpy() / expected_var, 1.0, atol=0.05)

@@ -19,11 +19,18 @@ def test_trained_prior_generates_the_two_cluster_toy(torch_threads):
     labels = rng.integers(0, 2, n)
     centres = np.array([[-3.0, 0.0], [3.0, 1.0]])
     latents = (centres[labels] + 0.4 * rng.normal(size=(n, k))).astype(np.float32)
-    embedding = LinearEmbedding(genes=__import__("pandas").Index(["a", "b"]), mean=np.zeros(2), std=np.ones(2),
-                                loadings=np.eye(2, dtype=np.float32), singular_values=np.ones(2), noise_var=0.1,
-                                gene_noise_var=np.ones(2, dtype=np.float32))
-    model = DicePrior.fit(embedding, latents, settings=TrainSettings(n_updates=1500, batch_size=256), seed=0,
-                          progress=False)
+    embedding = LinearEmbedding(
+        genes=__import__("pandas").Index(["a", "b"]),
+        mean=np.zeros(2),
+        std=np.ones(2),
+        loadings=np.eye(2, dtype=np.float32),
+        singular_values=np.ones(2),
+        noise_var=0.1,
+        gene_noise_var=np.ones(2, dtype=np.float32),
+    )
+    model = DicePrior.fit(
+        embedding, latents, settings=TrainSettings(n_updates=1500, batch_size=256), seed=0, progress=False
+    )
     samples = model.sample_prior(1000, seed=1)
     nearest = np.argmin(((samples[:, None, :] - centres[None]) ** 2).sum(-1), axis=1)
     distance = np.sqrt(((samples - centres[nearest]) ** 2).sum(-1))

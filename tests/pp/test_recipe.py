@@ -55,8 +55,7 @@ def test_recipe_harmony_reduces_batch_separation():
     both = ad.concat([a, b], label="batch")
     both.var_names = a.var_names
     plain = dice.pp.recipe_paper(both, n_top_genes=100, min_genes=50, batch_key="batch", copy=True)
-    corrected = dice.pp.recipe_paper(both, n_top_genes=100, min_genes=50, batch_key="batch", harmony=True,
-                                     copy=True)
+    corrected = dice.pp.recipe_paper(both, n_top_genes=100, min_genes=50, batch_key="batch", harmony=True, copy=True)
 
     def gap(x, batch):
         x = x.toarray() if sp.issparse(x) else x

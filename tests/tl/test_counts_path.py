@@ -96,8 +96,16 @@ def test_counts_transfer_beats_gene_weighted_on_shallow_query(data, model):
     shallow = _adata(_thin(counts, 0.05, seed=4), labels)
     accuracy = {}
     for likelihood in ("auto", "gene_weighted"):
-        out = dice.tl.transfer_labels(shallow, ref, model, labels_key="label", settings=SETTINGS.replace(
-            likelihood=likelihood), seed=0, copy=True, progress=False)
+        out = dice.tl.transfer_labels(
+            shallow,
+            ref,
+            model,
+            labels_key="label",
+            settings=SETTINGS.replace(likelihood=likelihood),
+            seed=0,
+            copy=True,
+            progress=False,
+        )
         accuracy[out.uns["dice"]["likelihood"]] = np.mean(out.obs["dice_label"].astype(str).to_numpy() == labels)
     assert set(accuracy) == {"counts", "gene_weighted"}
     assert accuracy["counts"] > accuracy["gene_weighted"] + 0.08, accuracy  # measured 0.93 vs 0.76
@@ -113,8 +121,7 @@ def test_counts_without_counts_raises(data, model):
     del ref.layers["counts"]
     plain = dice.tl.train_prior(ref, n_comps=5, settings=TrainSettings(n_updates=20), seed=0, progress=False)
     with pytest.raises(DiceInputError, match="count reference"):
-        dice.tl.denoise(_adata(counts, labels), plain, settings=SETTINGS.replace(likelihood="counts"),
-                        progress=False)
+        dice.tl.denoise(_adata(counts, labels), plain, settings=SETTINGS.replace(likelihood="counts"), progress=False)
     # auto falls back to the gene-weighted likelihood without counts
     dice.tl.denoise(no_counts, model, settings=SETTINGS, progress=False)
     assert no_counts.uns["dice"]["likelihood"] == "gene_weighted"
@@ -138,12 +145,21 @@ def test_transfer_falls_back_when_reference_lacks_counts(data, model):
     ref, counts, labels = data
     ref = ref.copy()
     del ref.layers["counts"]
-    out = dice.tl.transfer_labels(_adata(counts, labels), ref, model, labels_key="label", settings=SETTINGS,
-                                  seed=0, copy=True, progress=False)
+    out = dice.tl.transfer_labels(
+        _adata(counts, labels), ref, model, labels_key="label", settings=SETTINGS, seed=0, copy=True, progress=False
+    )
     assert out.uns["dice"]["likelihood"] == "gene_weighted"  # both sides measured alike
     with pytest.raises(DiceInputError, match="reference has no layers"):
-        dice.tl.transfer_labels(_adata(counts, labels), ref, model, labels_key="label",
-                                settings=SETTINGS.replace(likelihood="counts"), seed=0, copy=True, progress=False)
+        dice.tl.transfer_labels(
+            _adata(counts, labels),
+            ref,
+            model,
+            labels_key="label",
+            settings=SETTINGS.replace(likelihood="counts"),
+            seed=0,
+            copy=True,
+            progress=False,
+        )
 
 
 def test_load_refuses_partial_count_reference(model, tmp_path):
@@ -181,5 +197,10 @@ def test_count_reference_check_names_the_problem(model):
 def test_counts_refused_before_training(data):
     _, counts, labels = data
     with pytest.raises(DiceInputError, match="has no layers"):  # model=None: refused before any training
-        dice.tl.denoise(_adata(counts, labels, with_counts=False), settings=SETTINGS.replace(likelihood="counts"),
-                        n_comps=3, training=TrainSettings(n_updates=10_000), progress=False)
+        dice.tl.denoise(
+            _adata(counts, labels, with_counts=False),
+            settings=SETTINGS.replace(likelihood="counts"),
+            n_comps=3,
+            training=TrainSettings(n_updates=10_000),
+            progress=False,
+        )

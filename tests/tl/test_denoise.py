@@ -17,8 +17,14 @@ def test_denoise_writes_documented_keys(trained_model, query):
     # the Tweedie mean and the sample average estimate the same posterior mean
     spread = np.sqrt(samples.var(axis=1).mean())
     assert np.sqrt(((query.obsm["X_dice"] - samples.mean(1)) ** 2).mean()) < spread
-    dice.tl.denoise(query, model=trained_model, seed=0, progress=False, store_samples=True,
-                    settings=PosteriorSettings(mean_estimate="samples"))
+    dice.tl.denoise(
+        query,
+        model=trained_model,
+        seed=0,
+        progress=False,
+        store_samples=True,
+        settings=PosteriorSettings(mean_estimate="samples"),
+    )
     np.testing.assert_allclose(query.obsm["X_dice"], query.obsm["X_dice_samples"].mean(1), rtol=1e-5, atol=1e-5)
     assert np.all(query.obs["dice_uncertainty"] > 0)
     record = query.uns["dice"]
@@ -150,11 +156,18 @@ def test_too_few_shared_genes_is_refused_and_adata_untouched(trained_model, quer
 
 @pytest.mark.parametrize(
     ("options", "match"),
-    [({"noise_var": "magic"}, "noise_var must be"), ({"noise_var": -1.0}, "noise_var must be >"),
-     ({"sampler": "langevin"}, "sampler must be"), ({"rho_schedule": "cosine"}, "rho_schedule"),
-     ({"likelihood": "poisson"}, "likelihood must be"), ({"noise_var": 0.5}, "likelihood='isotropic'"),
-     ({"rho": float("nan")}, "rho must be a finite"), ({"n_samples": 0}, "n_samples must be a positive"),
-     ({"n_samples": 2.5}, "n_samples must be a positive"), ({"min_shared": 1.5}, "min_shared must be <=")],
+    [
+        ({"noise_var": "magic"}, "noise_var must be"),
+        ({"noise_var": -1.0}, "noise_var must be >"),
+        ({"sampler": "langevin"}, "sampler must be"),
+        ({"rho_schedule": "cosine"}, "rho_schedule"),
+        ({"likelihood": "poisson"}, "likelihood must be"),
+        ({"noise_var": 0.5}, "likelihood='isotropic'"),
+        ({"rho": float("nan")}, "rho must be a finite"),
+        ({"n_samples": 0}, "n_samples must be a positive"),
+        ({"n_samples": 2.5}, "n_samples must be a positive"),
+        ({"min_shared": 1.5}, "min_shared must be <="),
+    ],
 )
 def test_bad_settings_are_refused(options, match):
     with pytest.raises(DiceInputError, match=match):
@@ -163,8 +176,12 @@ def test_bad_settings_are_refused(options, match):
 
 @pytest.mark.parametrize(
     ("options", "match"),
-    [({"settings": "fast"}, "settings must be"), ({"seed": -1}, "seed must be"), ({"seed": None}, "seed must be"),
-     ({"model": "model"}, "model must be a dice.models.DicePrior")],
+    [
+        ({"settings": "fast"}, "settings must be"),
+        ({"seed": -1}, "seed must be"),
+        ({"seed": None}, "seed must be"),
+        ({"model": "model"}, "model must be a dice.models.DicePrior"),
+    ],
 )
 def test_bad_options_are_refused_and_adata_untouched(trained_model, query, options, match):
     before = snapshot(query)
@@ -188,8 +205,13 @@ def test_train_prior_errors(reference):
 def test_likelihoods_differ_and_are_recorded(trained_model, query):
     weighted, isotropic = query.copy(), query.copy()
     dice.tl.denoise(weighted, model=trained_model, seed=0, progress=False)
-    dice.tl.denoise(isotropic, model=trained_model, seed=0, progress=False,
-                    settings=PosteriorSettings(likelihood="isotropic", noise_var=0.5))
+    dice.tl.denoise(
+        isotropic,
+        model=trained_model,
+        seed=0,
+        progress=False,
+        settings=PosteriorSettings(likelihood="isotropic", noise_var=0.5),
+    )
     assert weighted.uns["dice"]["likelihood"] == "gene_weighted"
     assert isotropic.uns["dice"]["likelihood"] == "isotropic"
     assert not np.allclose(weighted.obsm["X_dice"], isotropic.obsm["X_dice"])

@@ -52,8 +52,9 @@ def test_accuracy_and_outputs(toy, transferred):
 
 def test_knn_classifier_agrees_with_the_logistic_one(toy, transferred):
     _, query = toy
-    knn = dice.tl.transfer_labels(query, toy[0], labels_key="label", seed=0, copy=True,
-                                  transfer=TransferSettings(classifier="knn"), **FAST)
+    knn = dice.tl.transfer_labels(
+        query, toy[0], labels_key="label", seed=0, copy=True, transfer=TransferSettings(classifier="knn"), **FAST
+    )
     assert transferred.uns["dice_label_transfer"]["params"]["classifier"] == "logistic"
     assert knn.uns["dice_label_transfer"]["params"]["classifier"] == "knn"
     seen = ~query.obs["novel"].to_numpy()

@@ -87,9 +87,7 @@ def _component_posteriors(
         # log N(x; V m, V C V^T + s2 I) by completing the square in u:
         # -1/2 [d log(2 pi s2) + log|C| + log|P| + |x|^2/s2 + m^T C^-1 m - a^T P^-1 a],  a = information.
         quadratic = (
-            sq_norms / noise_var
-            + means[j] @ prior_information
-            - np.einsum("ij,ij->i", information, comp_means[j])
+            sq_norms / noise_var + means[j] @ prior_information - np.einsum("ij,ij->i", information, comp_means[j])
         )
         log_joint[:, j] = log_weights[j] - 0.5 * (
             n_genes * np.log(2 * np.pi * noise_var) + logdet_prior + logdet_post_precision + quadratic
@@ -129,9 +127,7 @@ def exact_posterior(
     responsibilities
         ``P(component j | x)``, cells × K.
     """
-    comp_means, comp_covs, log_joint = _component_posteriors(
-        X, loadings, weights, means, covariances, noise_var
-    )
+    comp_means, comp_covs, log_joint = _component_posteriors(X, loadings, weights, means, covariances, noise_var)
     responsibilities = np.exp(log_joint - logsumexp(log_joint, axis=1, keepdims=True))
     mean = np.einsum("nj,jnk->nk", responsibilities, comp_means)
     deviations = comp_means - mean[None]
@@ -159,9 +155,7 @@ def sample_exact_posterior(
     Samples, ``n_samples`` × cells × k (the same layout as stacked independent chains).
     """
     rng = np.random.default_rng(seed)
-    comp_means, comp_covs, log_joint = _component_posteriors(
-        X, loadings, weights, means, covariances, noise_var
-    )
+    comp_means, comp_covs, log_joint = _component_posteriors(X, loadings, weights, means, covariances, noise_var)
     responsibilities = np.exp(log_joint - logsumexp(log_joint, axis=1, keepdims=True))
     n_cells, n_latent = comp_means.shape[1:]
     # Component per (sample, cell) by inverting the cumulative responsibilities.
@@ -240,9 +234,7 @@ def latents_to_embedding_coords(
 ) -> np.ndarray:
     """Embed the clean signal ``V u`` of latents (any shape ``(..., k)``: true latents, posterior means or
     posterior samples) with the fitted linear map; compare the result with a method's embedding."""
-    A, b = embedding_affine_map(
-        true_loadings=true_loadings, gene_mean=gene_mean, gene_std=gene_std, loadings=loadings
-    )
+    A, b = embedding_affine_map(true_loadings=true_loadings, gene_mean=gene_mean, gene_std=gene_std, loadings=loadings)
     return np.asarray(latents, dtype=np.float64) @ A.T + b
 
 
@@ -268,7 +260,5 @@ def to_embedding_coords(
     loadings
         Fitted orthonormal loadings ``W`` (genes × k_W).
     """
-    A, b = embedding_affine_map(
-        true_loadings=true_loadings, gene_mean=gene_mean, gene_std=gene_std, loadings=loadings
-    )
+    A, b = embedding_affine_map(true_loadings=true_loadings, gene_mean=gene_mean, gene_std=gene_std, loadings=loadings)
     return np.asarray(mean, dtype=np.float64) @ A.T + b, np.einsum("ak,nkl,bl->nab", A, cov, A)

@@ -73,9 +73,7 @@ def _sample_mixture(rng: np.random.Generator, n: int, prior: _MixturePrior) -> t
     return component, latents
 
 
-def _sample_noise(
-    rng: np.random.Generator, n: int, n_genes: int, *, variance: float, df: float
-) -> np.ndarray:
+def _sample_noise(rng: np.random.Generator, n: int, n_genes: int, *, variance: float, df: float) -> np.ndarray:
     """Gaussian noise ``N(0, variance I)``, or multivariate t with scale ``variance I`` when ``df`` is finite.
 
     The multivariate t is a Gaussian scale mixture: one chi-square draw per cell scales that cell's whole
@@ -129,9 +127,7 @@ def _make_adata(
         "noise_df": float(noise_df),
         # Per-gene variance of the noise actually drawn: equals noise_var for Gaussian noise,
         # noise_var * df / (df - 2) for the multivariate t.
-        "noise_marginal_var": float(
-            noise_var * noise_df / (noise_df - 2) if np.isfinite(noise_df) else noise_var
-        ),
+        "noise_marginal_var": float(noise_var * noise_df / (noise_df - 2) if np.isfinite(noise_df) else noise_var),
         "exact_posterior_available": exact,
     }
     return adata
@@ -219,9 +215,7 @@ def synthetic(
     setup = str(setup)
     if setup not in SYNTHETIC_SETUPS:
         raise ValueError(f"unknown setup {setup!r}; choose one of {SYNTHETIC_SETUPS}")
-    loadings_seed, centres_seed, novel_seed, reference_seed, query_seed = np.random.SeedSequence(seed).spawn(
-        5
-    )
+    loadings_seed, centres_seed, novel_seed, reference_seed, query_seed = np.random.SeedSequence(seed).spawn(5)
     is_e2 = setup.startswith("e2")
     n_reference = n_reference if n_reference is not None else (8000 if is_e2 else 1600)
     n_query = n_query if n_query is not None else (2000 if is_e2 else 400)

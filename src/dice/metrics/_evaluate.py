@@ -100,9 +100,7 @@ def evaluate(
     out: dict[str, float] = dict.fromkeys(EVALUATE_KEYS, float("nan"))
     out["n_cells"] = float(emb.shape[0])
     out["n_classes"] = float(np.unique(codes).size)
-    out["silhouette"] = silhouette(
-        emb, codes, metric=silhouette_metric, sample_size=silhouette_sample_size, seed=seed
-    )
+    out["silhouette"] = silhouette(emb, codes, metric=silhouette_metric, sample_size=silhouette_sample_size, seed=seed)
     out["clisi"] = clisi(emb, codes, n_neighbors=n_neighbors_lisi)
     out["knn_accuracy"] = knn_accuracy(emb, codes, n_neighbors=n_neighbors_knn)
     if clean_latents is not None:

@@ -236,9 +236,7 @@ def leiden_sweep(
             neighbor_agreement[j] = float(np.mean(values))
     stacked = np.vstack([seed_agreement, neighbor_agreement])
     available = ~np.isnan(stacked)
-    stability = np.where(
-        available.any(axis=0), np.nansum(stacked, axis=0) / np.maximum(available.sum(axis=0), 1), 0.0
-    )
+    stability = np.where(available.any(axis=0), np.nansum(stacked, axis=0) / np.maximum(available.sum(axis=0), 1), 0.0)
 
     oracle_index = int(np.argmax(scores["ari"]))
 

@@ -26,9 +26,7 @@ __all__ = ["clisi", "clisi_per_cell", "knn_accuracy", "knn_transfer_accuracy", "
 LabelLike = Sequence | np.ndarray | pd.Series
 
 
-def neighbors_excluding_self(
-    embedding: np.ndarray, n_neighbors: int, metric: str = "euclidean"
-) -> np.ndarray:
+def neighbors_excluding_self(embedding: np.ndarray, n_neighbors: int, metric: str = "euclidean") -> np.ndarray:
     """Indices (cells x ``n_neighbors``) of each cell's nearest neighbours, the cell itself excluded.
 
     Exact search (scikit-learn). ``n_neighbors + 1`` neighbours are queried; the cell's own index is
@@ -118,9 +116,7 @@ def clisi_per_cell(
     return 1.0 / np.sum(p * p, axis=1)
 
 
-def clisi(
-    embedding: np.ndarray, labels: LabelLike, *, n_neighbors: int = 30, metric: str = "euclidean"
-) -> float:
+def clisi(embedding: np.ndarray, labels: LabelLike, *, n_neighbors: int = 30, metric: str = "euclidean") -> float:
     """Mean over cells of :func:`clisi_per_cell` (lower is purer; 1 is perfect).
 
     ``cLISI = mean_i 1 / sum_c p_ic^2``, with ``p_ic`` the fraction of cell ``i``'s ``n_neighbors``
@@ -182,9 +178,7 @@ def knn_transfer_accuracy(
     ref = as_embedding(ref_embedding, "ref_embedding")
     query = as_embedding(query_embedding, "query_embedding")
     if ref.shape[1] != query.shape[1]:
-        raise ValueError(
-            f"Reference and query embeddings differ in dimension ({ref.shape[1]} vs {query.shape[1]})."
-        )
+        raise ValueError(f"Reference and query embeddings differ in dimension ({ref.shape[1]} vs {query.shape[1]}).")
     check_same_length(ref.shape[0], label_length(ref_labels), "ref_labels", against="ref_embedding")
     check_same_length(query.shape[0], label_length(query_labels), "query_labels", against="query_embedding")
     ref_keep = ~missing_mask(ref_labels, "ref_labels")

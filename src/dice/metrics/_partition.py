@@ -77,9 +77,7 @@ def ari(labels_true: LabelLike, labels_pred: LabelLike) -> float:
     return float(_skm.adjusted_rand_score(true, pred))
 
 
-def nmi(
-    labels_true: LabelLike, labels_pred: LabelLike, *, average_method: AverageMethod = "arithmetic"
-) -> float:
+def nmi(labels_true: LabelLike, labels_pred: LabelLike, *, average_method: AverageMethod = "arithmetic") -> float:
     """Normalised mutual information between true labels ``T`` and predicted clusters ``C``.
 
     ``NMI = I(C; T) / mean(H(C), H(T))`` with natural-log entropies, where the mean is chosen by

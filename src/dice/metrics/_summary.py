@@ -47,9 +47,7 @@ def summarize(
         raise ValueError(f"Grouping column(s) {missing} not found in records.")
     if metrics is None:
         metrics = [
-            c
-            for c in frame.columns
-            if c not in keys and c not in ignore and pd.api.types.is_numeric_dtype(frame[c])
+            c for c in frame.columns if c not in keys and c not in ignore and pd.api.types.is_numeric_dtype(frame[c])
         ]
     else:
         absent = [m for m in metrics if m not in frame.columns]

@@ -80,8 +80,7 @@ def warn_dropped(n_dropped: int, n_total: int, what: str = "cells", *, stackleve
     """
     if n_dropped:
         warnings.warn(
-            f"Dropping {n_dropped} of {n_total} {what} with a missing (NaN/None) label "
-            "before computing the metric.",
+            f"Dropping {n_dropped} of {n_total} {what} with a missing (NaN/None) label before computing the metric.",
             UserWarning,
             stacklevel=stacklevel,
         )
@@ -123,9 +122,7 @@ def check_n_neighbors(n_neighbors: int, n_cells: int) -> int:
     if int(n_neighbors) != n_neighbors or n_neighbors < 1:
         raise ValueError(f"`n_neighbors` must be a positive integer, got {n_neighbors!r}.")
     if n_neighbors >= n_cells:
-        raise ValueError(
-            f"`n_neighbors`={n_neighbors} must be smaller than the number of labelled cells ({n_cells})."
-        )
+        raise ValueError(f"`n_neighbors`={n_neighbors} must be smaller than the number of labelled cells ({n_cells}).")
     return int(n_neighbors)
 
 

@@ -72,9 +72,7 @@ class DiffusionMLP(nn.Module):
         ``"batch"`` (the paper's BatchNorm1d), ``"layer"`` or ``"none"``.
     """
 
-    def __init__(
-        self, n_latent: int, hidden_dim: int = 64, n_blocks: int = 2, time_dim: int = 16, norm: str = "batch"
-    ):
+    def __init__(self, n_latent: int, hidden_dim: int = 64, n_blocks: int = 2, time_dim: int = 16, norm: str = "batch"):
         super().__init__()
         self.data_branch = nn.Linear(n_latent, hidden_dim)
         self.time_branch = nn.Sequential(

@@ -83,8 +83,8 @@ def sample_posterior(
             draws = draws.reshape(stop - start, n_draws, n_latent)
             if n_draws > 1:
                 spread[start:stop] = np.sqrt(draws.var(axis=1, ddof=1).mean(axis=1))
-            means[start:stop] = _tweedie(network, schedule, s, sig2, latent_scale, settings.rho) if tweedie else (
-                draws.mean(axis=1)
+            means[start:stop] = (
+                _tweedie(network, schedule, s, sig2, latent_scale, settings.rho) if tweedie else (draws.mean(axis=1))
             )
             if samples is not None:
                 samples[start:stop] = draws
@@ -105,8 +105,13 @@ def _draw(network, schedule, s, sig2, latent_scale, settings, generator) -> tupl
     sig2 = torch.repeat_interleave(sig2, settings.n_samples, dim=0)
     if settings.sampler == "direct":
         u, clamped = prior_step(
-            network, schedule, s / latent_scale, _direct_level(sig2, settings.rho, latent_scale), generator,
-            method=settings.prior_step, n_steps=settings.n_prior_steps,
+            network,
+            schedule,
+            s / latent_scale,
+            _direct_level(sig2, settings.rho, latent_scale),
+            generator,
+            method=settings.prior_step,
+            n_steps=settings.n_prior_steps,
         )
         return (u * latent_scale).cpu().numpy(), clamped
     rhos = rho_schedule(settings.rho_schedule, settings.rho, settings.rho_end_value, settings.n_iter)
@@ -115,8 +120,13 @@ def _draw(network, schedule, s, sig2, latent_scale, settings, generator) -> tupl
         rho2 = sig2 * rho**2
         z = likelihood_step(s, u, sig2, rho2, generator)
         u, clamped = prior_step(
-            network, schedule, z / latent_scale, torch.sqrt(rho2) / latent_scale, generator,
-            method=settings.prior_step, n_steps=settings.n_prior_steps,
+            network,
+            schedule,
+            z / latent_scale,
+            torch.sqrt(rho2) / latent_scale,
+            generator,
+            method=settings.prior_step,
+            n_steps=settings.n_prior_steps,
         )
         u = u * latent_scale
         n_clamped += clamped
@@ -131,6 +141,7 @@ def _direct_level(sig2: torch.Tensor, rho: float, latent_scale: float) -> torch.
 def _tweedie(network, schedule, s, sig2, latent_scale, rho) -> np.ndarray:
     """One deterministic network call per cell: ``E[u | s]`` at the direct sampler's target noise level."""
     generator = torch.Generator(device=s.device)  # unused by the deterministic step
-    u, _ = prior_step(network, schedule, s / latent_scale, _direct_level(sig2, rho, latent_scale), generator,
-                      method="tweedie")
+    u, _ = prior_step(
+        network, schedule, s / latent_scale, _direct_level(sig2, rho, latent_scale), generator, method="tweedie"
+    )
     return (u * latent_scale).cpu().numpy()

@@ -161,16 +161,31 @@ class DicePrior:
         if labels is not None and mixup_prob > 0:
             mixup = SameLabelMixup(labels, prob=mixup_prob, device=device)
         history = train_diffusion(
-            network, schedule, scaled, n_steps=settings.n_updates, batch_size=settings.batch_size, lr=settings.lr,
-            weight_decay=settings.weight_decay, generator=generator, mixup=mixup, progress=progress,
+            network,
+            schedule,
+            scaled,
+            n_steps=settings.n_updates,
+            batch_size=settings.batch_size,
+            lr=settings.lr,
+            weight_decay=settings.weight_decay,
+            generator=generator,
+            mixup=mixup,
+            progress=progress,
         )
         config = {
-            "network": {"hidden_dim": settings.hidden_dim, "n_blocks": settings.n_blocks, "time_dim": 16,
-                        "norm": settings.norm},
+            "network": {
+                "hidden_dim": settings.hidden_dim,
+                "n_blocks": settings.n_blocks,
+                "time_dim": 16,
+                "norm": settings.norm,
+            },
             "schedule": schedule.config(),
             "training": {
-                "n_updates": settings.n_updates, "batch_size": settings.batch_size, "lr": settings.lr,
-                "weight_decay": settings.weight_decay, "mixup_prob": mixup_prob if mixup is not None else 0.0,
+                "n_updates": settings.n_updates,
+                "batch_size": settings.batch_size,
+                "lr": settings.lr,
+                "weight_decay": settings.weight_decay,
+                "mixup_prob": mixup_prob if mixup is not None else 0.0,
                 "n_cells": int(latents.shape[0]),
             },
             "seed": seed,
@@ -191,8 +206,13 @@ class DicePrior:
 
         method = "ancestral" if n_steps is None else "strided"
         x, _ = prior_step(
-            self.network, self.schedule, start * self.schedule.max_noise_std, t_max, generator,
-            method=method, n_steps=n_steps or 1,
+            self.network,
+            self.schedule,
+            start * self.schedule.max_noise_std,
+            t_max,
+            generator,
+            method=method,
+            n_steps=n_steps or 1,
         )
         return (x * self.latent_scale).cpu().numpy()
 
@@ -208,8 +228,15 @@ class DicePrior:
     ) -> PosteriorSamples:
         """Posterior of latent measurements ``scores`` with per-cell noise variances ``sigma2`` (array level)."""
         return sample_posterior(
-            self.network, self.schedule, np.asarray(scores), np.asarray(sigma2), self.latent_scale,
-            settings or PosteriorSettings(), seed=seed, device=self.device, keep_samples=keep_samples,
+            self.network,
+            self.schedule,
+            np.asarray(scores),
+            np.asarray(sigma2),
+            self.latent_scale,
+            settings or PosteriorSettings(),
+            seed=seed,
+            device=self.device,
+            keep_samples=keep_samples,
             progress=progress,
         )
 
@@ -299,8 +326,11 @@ class DicePrior:
                 "the directory is corrupted or mixed. Re-save the model."
             )
         count_tensors = {f"count.{name}" for name in COUNT_ARRAYS}
-        unknown = [k for k in tensors if not k.startswith("network.") and k not in count_tensors
-                   and k.removeprefix("embedding.") not in fields]
+        unknown = [
+            k
+            for k in tensors
+            if not k.startswith("network.") and k not in count_tensors and k.removeprefix("embedding.") not in fields
+        ]
         if unknown:
             raise DiceModelError(
                 f"{directory / WEIGHTS_FILE}: tensors {unknown[:5]} are not known to this dice; the model was written "
@@ -312,8 +342,9 @@ class DicePrior:
                 kwargs[name] = tensors[f"embedding.{name}"].numpy()
             elif name in config and name != "genes":
                 kwargs[name] = config[name]
-        count_reference = _load_count_reference(config, tensors, count_tensors, len(genes), config["n_comps"],
-                                                config_path)
+        count_reference = _load_count_reference(
+            config, tensors, count_tensors, len(genes), config["n_comps"], config_path
+        )
         embedded = {"genes", "n_comps", "latent_scale", "dice_version", COUNT_KEY, *fields, *_io.IO_KEYS}
         keep = {k: v for k, v in config.items() if k not in embedded}
         try:
@@ -358,5 +389,6 @@ def _load_count_reference(config, tensors, names, n_genes, k, config_path) -> Co
         )
     return CountReference(
         *(tensors[f"count.{n}"].numpy().astype(np.float64) for n in COUNT_ARRAYS),
-        floor=float(floats["floor"]), min_rate=float(floats["min_rate"]),
+        floor=float(floats["floor"]),
+        min_rate=float(floats["min_rate"]),
     )

@@ -36,9 +36,7 @@ class SameLabelMixup:
         offsets = (draws * self.counts[codes, None]).long()
         partners = self.order[self.starts[codes, None] + offsets]
         group = torch.cat([batch[:, None, :], latents[partners]], dim=1)
-        weights = -torch.log(
-            torch.rand(group.shape[:2], generator=generator, device=latents.device).clamp_min(1e-12)
-        )
+        weights = -torch.log(torch.rand(group.shape[:2], generator=generator, device=latents.device).clamp_min(1e-12))
         weights = weights / weights.sum(dim=1, keepdim=True)
         mixed = (weights[:, :, None] * group).sum(dim=1)
         use = torch.rand(len(index), generator=generator, device=latents.device) < self.prob

@@ -28,11 +28,11 @@ def _scatter(ax, coords, values, title, *, cmap="viridis", point_size=None):
         colors = _palette(len(categories.categories))
         for code, name in enumerate(categories.categories):
             mask = categories.codes == code
-            ax.scatter(coords[mask, 0], coords[mask, 1], s=size, color=colors[code], label=str(name),
-                       linewidths=0)
+            ax.scatter(coords[mask, 0], coords[mask, 1], s=size, color=colors[code], label=str(name), linewidths=0)
     else:
-        points = ax.scatter(coords[:, 0], coords[:, 1], s=size, c=np.asarray(values, dtype=float),
-                            cmap=cmap, linewidths=0)
+        points = ax.scatter(
+            coords[:, 0], coords[:, 1], s=size, c=np.asarray(values, dtype=float), cmap=cmap, linewidths=0
+        )
         ax.figure.colorbar(points, ax=ax, shrink=0.8)
     ax.set_title(title)
     ax.set_xticks([])
@@ -108,8 +108,7 @@ def uncertainty(
     if not np.isfinite(values).any():
         raise DiceInputError(f"obs[{column!r}] is all NaN: denoise with n_samples >= 2 to measure spread.")
     fig, (ax_map, ax_hist) = plt.subplots(1, 2, figsize=(10, 4.2), width_ratios=[1.5, 1], layout="constrained")
-    _scatter(ax_map, two_d(adata, f"X_{key}", method=basis, seed=seed), values, "posterior spread",
-             cmap="magma")
+    _scatter(ax_map, two_d(adata, f"X_{key}", method=basis, seed=seed), values, "posterior spread", cmap="magma")
     ax_hist.hist(values[np.isfinite(values)], bins=40, color="0.35")
     ax_hist.set_xlabel("posterior spread (latent units)")
     ax_hist.set_ylabel("cells")

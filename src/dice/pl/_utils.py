@@ -16,9 +16,7 @@ def two_d(adata: AnnData, rep: str, *, method: str = "umap", n_neighbors: int = 
     """2-D coordinates of ``adata.obsm[rep]``: its UMAP (computed on a throwaway AnnData, so the user's
     object is not modified) or its first two components (``method="pca"``)."""
     if rep not in adata.obsm:
-        raise DiceInputError(
-            f"adata.obsm has no {rep!r} (keys: {list(adata.obsm)}). Run dice.tl.denoise(adata) first."
-        )
+        raise DiceInputError(f"adata.obsm has no {rep!r} (keys: {list(adata.obsm)}). Run dice.tl.denoise(adata) first.")
     if method not in ("umap", "pca") and method in adata.obsm:
         return np.asarray(adata.obsm[method], dtype=np.float32)[:, :2]
     values = np.asarray(adata.obsm[rep], dtype=np.float32)

@@ -43,8 +43,13 @@ def project(
     from ..tl._latent import measure_cells
 
     check_adata(adata, layer=layer, what="adata")
-    cells = measure_cells(model.embedding, get_matrix(adata, layer), adata.var_names,
-                          PosteriorSettings(min_shared=min_shared), layer=layer)
+    cells = measure_cells(
+        model.embedding,
+        get_matrix(adata, layer),
+        adata.var_names,
+        PosteriorSettings(min_shared=min_shared),
+        layer=layer,
+    )
     target = adata.copy() if copy else adata
     target.obsm[f"X_{key_added}_pca"] = cells.pca
     return target if copy else None

@@ -105,9 +105,15 @@ def recipe_paper(
     if scale:
         sc.pp.scale(work, max_value=max_value)
     work.uns["dice_recipe"] = {
-        "min_genes": min_genes, "min_cells": min_cells, "max_pct_mito": max_pct_mito,
-        "target_sum": target_sum, "n_top_genes": n_top_genes, "batch_key": batch_key,
-        "harmony": harmony, "scale": scale, "max_value": max_value,
+        "min_genes": min_genes,
+        "min_cells": min_cells,
+        "max_pct_mito": max_pct_mito,
+        "target_sum": target_sum,
+        "n_top_genes": n_top_genes,
+        "batch_key": batch_key,
+        "harmony": harmony,
+        "scale": scale,
+        "max_value": max_value,
     }
     if copy:
         return work

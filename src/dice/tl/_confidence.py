@@ -45,9 +45,7 @@ def credible_sets(probabilities: np.ndarray, alpha: float) -> np.ndarray:
     return mask
 
 
-def set_strings(
-    mask: np.ndarray, probabilities: np.ndarray, names, *, empty: str = "unassigned"
-) -> np.ndarray:
+def set_strings(mask: np.ndarray, probabilities: np.ndarray, names, *, empty: str = "unassigned") -> np.ndarray:
     """``"a|b"`` strings of the outcomes in each set, most probable first; ``empty`` for an empty set."""
     names = np.asarray(names).astype(str)
     order = np.argsort(-np.asarray(probabilities), axis=1, kind="stable")
@@ -148,9 +146,7 @@ def cluster_confidence(
             f"`dice.tl.denoise(adata, store_samples=True, key_added={key_added!r})` first."
         )
     if embedding_key not in adata.obsm:
-        raise DiceInputError(
-            f"obsm[{embedding_key!r}] (posterior means) not found; run dice.tl.denoise first."
-        )
+        raise DiceInputError(f"obsm[{embedding_key!r}] (posterior means) not found; run dice.tl.denoise first.")
     if cluster_key not in adata.obs:
         raise DiceInputError(
             f"obs[{cluster_key!r}] not found. Cluster the embedding first, e.g. "
@@ -159,9 +155,7 @@ def cluster_confidence(
     samples = np.asarray(adata.obsm[samples_key], dtype=np.float64)
     means = np.asarray(adata.obsm[embedding_key], dtype=np.float64)
     if samples.ndim != 3 or samples.shape[0] != adata.n_obs or samples.shape[2] != means.shape[1]:
-        raise DiceInputError(
-            f"obsm[{samples_key!r}] must be cells x samples x {means.shape[1]}, got {samples.shape}."
-        )
+        raise DiceInputError(f"obsm[{samples_key!r}] must be cells x samples x {means.shape[1]}, got {samples.shape}.")
     clusters = adata.obs[cluster_key]
     if clusters.isna().any():
         raise DiceInputError(f"obs[{cluster_key!r}] has missing values.")
@@ -179,9 +173,7 @@ def cluster_confidence(
     mask = credible_sets(probabilities, alpha)
 
     target = adata.copy() if copy else adata
-    target.obs[f"{key_added}_cluster_confidence"] = probabilities[np.arange(n_cells), codes].astype(
-        np.float32
-    )
+    target.obs[f"{key_added}_cluster_confidence"] = probabilities[np.arange(n_cells), codes].astype(np.float32)
     target.obs[f"{key_added}_cluster_set"] = set_strings(mask, probabilities, names)
     target.obs[f"{key_added}_cluster_set_size"] = mask.sum(axis=1).astype(np.int64)
     target.obsm[f"{key_added}_cluster_probabilities"] = pd.DataFrame(

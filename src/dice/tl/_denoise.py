@@ -29,8 +29,13 @@ def versions() -> dict:
 
     from .. import __version__
 
-    return {"dice": __version__, "torch": str(torch.__version__), "numpy": np.__version__,
-            "anndata": version("anndata"), "scanpy": version("scanpy")}
+    return {
+        "dice": __version__,
+        "torch": str(torch.__version__),
+        "numpy": np.__version__,
+        "anndata": version("anndata"),
+        "scanpy": version("scanpy"),
+    }
 
 
 def resolve_model(model, adata: AnnData, *, layer, n_comps, training, seed, device, progress):
@@ -41,8 +46,16 @@ def resolve_model(model, adata: AnnData, *, layer, n_comps, training, seed, devi
         from ._train import fit_prior
 
         training = training if training is not None else TrainSettings()
-        return fit_prior(adata, n_comps=n_comps, layer=layer, labels_key=None, settings=training, seed=seed,
-                         device=device, progress=progress), True
+        return fit_prior(
+            adata,
+            n_comps=n_comps,
+            layer=layer,
+            labels_key=None,
+            settings=training,
+            seed=seed,
+            device=device,
+            progress=progress,
+        ), True
     if not isinstance(model, DicePrior):
         raise DiceInputError(
             f"model must be a dice.models.DicePrior (from dice.tl.train_prior or DicePrior.load), got "
@@ -132,8 +145,9 @@ def denoise(
     check_seed(seed)
     check_adata(adata, layer=layer, what="adata")
     require_counts(settings, (adata, "adata"))
-    model, trained_here = resolve_model(model, adata, layer=layer, n_comps=n_comps, training=training, seed=seed,
-                                        device=device, progress=progress)
+    model, trained_here = resolve_model(
+        model, adata, layer=layer, n_comps=n_comps, training=training, seed=seed, device=device, progress=progress
+    )
     cells = measure_adata(model, adata, settings, layer=layer, progress=progress)
     result = posterior_of(model, cells, settings, seed=seed, keep_samples=store_samples, progress=progress)
     record = {
@@ -146,8 +160,11 @@ def denoise(
         "latent_scale": model.latent_scale,
         "device": str(model.device),
         "prior_trained_on_this_data": trained_here,
-        "prior": {"network": dict(model.config["network"]), "training": dict(model.config["training"]),
-                  "seed": model.config["seed"]},
+        "prior": {
+            "network": dict(model.config["network"]),
+            "training": dict(model.config["training"]),
+            "seed": model.config["seed"],
+        },
         "seconds": time.perf_counter() - started,
         "versions": versions(),
     }

@@ -17,8 +17,16 @@ from .._validation import DiceInputError, ValueSummary
 from ..likelihood import GAUSSIAN_LIKELIHOODS, GaussianLikelihood, Measurement
 from ..pp._align import align_genes
 
-__all__ = ["COUNTS_LAYER", "CellMeasurements", "LatentResult", "count_matrix", "measure_cells", "posterior_of",
-           "reference_latents", "resolve_likelihood"]
+__all__ = [
+    "COUNTS_LAYER",
+    "CellMeasurements",
+    "LatentResult",
+    "count_matrix",
+    "measure_cells",
+    "posterior_of",
+    "reference_latents",
+    "resolve_likelihood",
+]
 
 COUNTS_LAYER = "counts"  # where scanpy users keep raw UMI counts
 COUNT_LIKELIHOOD = (
@@ -56,8 +64,13 @@ class CellMeasurements:
         else:
             kind = self.likelihood.kind
             model = GAUSSIAN_LIKELIHOODS[kind]
-        return {"likelihood": kind, "likelihood_model": model, "counts_layer": self.counts_layer,
-                "n_genes_used": self.likelihood.n_genes_used, "n_genes_model": int(self.likelihood.present.size)}
+        return {
+            "likelihood": kind,
+            "likelihood_model": model,
+            "counts_layer": self.counts_layer,
+            "n_genes_used": self.likelihood.n_genes_used,
+            "n_genes_model": int(self.likelihood.present.size),
+        }
 
 
 @dataclass
@@ -149,8 +162,9 @@ def measure_counts(embedding, counts, alignment, reference, *, rows=None, block_
 
     n_genes = embedding.n_genes
     columns = np.flatnonzero(alignment.present)
-    expand = sp.csr_matrix((np.ones(columns.size), (np.arange(columns.size), columns)),
-                           shape=(columns.size, n_genes))  # present genes -> model order, zeros for the rest
+    expand = sp.csr_matrix(
+        (np.ones(columns.size), (np.arange(columns.size), columns)), shape=(columns.size, n_genes)
+    )  # present genes -> model order, zeros for the rest
     n_cells = int(counts.shape[0]) if rows is None else len(rows)
     scores, noise = np.empty((n_cells, embedding.n_comps)), np.empty(n_cells)
     block_size = block_size or block_size_for(alignment.n_shared)
@@ -204,9 +218,7 @@ def measure_cells(
             values = alignment.take(block.values)
             summary.update(values)
             standardised = embedding.standardize(values, genes=alignment.present)
-            scores[block.start : block.stop], factors[block.start : block.stop] = likelihood.measure_block(
-                standardised
-            )
+            scores[block.start : block.stop], factors[block.start : block.stop] = likelihood.measure_block(standardised)
             pca[block.start : block.stop] = standardised.astype(np.float64) @ loadings
             bar.update(block.n_cells)
     summary.check(expect="log-normalised", what=what, layer=layer)
@@ -214,22 +226,42 @@ def measure_cells(
         return CellMeasurements(scores, factors, pca, likelihood, settings.noise_var)
     if counts.shape != matrix.shape:
         raise DiceInputError(f"{what}.layers[{counts_layer!r}] has shape {counts.shape}, X has {matrix.shape}.")
-    measured = measure_counts(embedding, counts, alignment, count_reference, rows=rows, block_size=block_size,
-                              what=what)
+    measured = measure_counts(
+        embedding, counts, alignment, count_reference, rows=rows, block_size=block_size, what=what
+    )
     return CellMeasurements(scores, factors, pca, likelihood, settings.noise_var, measured, counts_layer)
 
 
-def measure_adata(model, adata, settings: PosteriorSettings, *, layer=None, rows=None, what="adata",
-                  progress=False, kind: str | None = None) -> CellMeasurements:
+def measure_adata(
+    model,
+    adata,
+    settings: PosteriorSettings,
+    *,
+    layer=None,
+    rows=None,
+    what="adata",
+    progress=False,
+    kind: str | None = None,
+) -> CellMeasurements:
     """:func:`measure_cells` of an AnnData, with the likelihood :func:`resolve_likelihood` picks (or ``kind``)."""
     from .._validation import get_matrix
 
     counts, counts_layer = count_matrix(adata)
     kind = kind or resolve_likelihood(settings, model, counts is not None, what=what)
     use = kind == "counts"
-    return measure_cells(model.embedding, get_matrix(adata, layer), adata.var_names, settings, rows=rows,
-                         what=what, layer=layer, progress=progress, counts=counts if use else None,
-                         count_reference=model.count_reference if use else None, counts_layer=counts_layer)
+    return measure_cells(
+        model.embedding,
+        get_matrix(adata, layer),
+        adata.var_names,
+        settings,
+        rows=rows,
+        what=what,
+        layer=layer,
+        progress=progress,
+        counts=counts if use else None,
+        count_reference=model.count_reference if use else None,
+        counts_layer=counts_layer,
+    )
 
 
 def reference_latents(
@@ -262,7 +294,11 @@ def posterior_of(
     )
     pca = cells.pca if rows is None else cells.pca[rows]
     info = cells.info()
-    info.update(noise_var_mean=float(np.mean(measurement.noise_var)), n_clamped_prior_steps=posterior.n_clamped,
-                posterior_mean=posterior.mean_estimate)
-    return LatentResult(posterior.mean, pca, posterior.spread, measurement.noise_sd.astype(np.float32),
-                        posterior.samples, info)
+    info.update(
+        noise_var_mean=float(np.mean(measurement.noise_var)),
+        n_clamped_prior_steps=posterior.n_clamped,
+        posterior_mean=posterior.mean_estimate,
+    )
+    return LatentResult(
+        posterior.mean, pca, posterior.spread, measurement.noise_sd.astype(np.float32), posterior.samples, info
+    )

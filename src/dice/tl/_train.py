@@ -61,16 +61,24 @@ def fit_prior(
         matrix, adata.var_names, n_comps=n_comps, max_value=settings.max_value, rows=rows, what="adata", layer=layer
     )
     latents = reference_latents(embedding, matrix, rows=rows)
-    logger.info("dice: k = %d latent dimensions, reference noise variance %.3g", embedding.n_comps,
-                embedding.noise_var)
+    logger.info("dice: k = %d latent dimensions, reference noise variance %.3g", embedding.n_comps, embedding.noise_var)
     count_reference, kind = None, "projection"
     counts, counts_layer = count_matrix(adata)
     if counts is not None:
         count_reference, latents = _count_latents(embedding, counts, latents, rows, counts_layer, matrix.shape)
         kind = "counts"
         logger.info("dice: raw counts in layers[%r]: the prior is trained on the count measurement", counts_layer)
-    return DicePrior.fit(embedding, latents, labels=labels, settings=settings, seed=seed, device=device,
-                         progress=progress, count_reference=count_reference, latents_kind=kind)
+    return DicePrior.fit(
+        embedding,
+        latents,
+        labels=labels,
+        settings=settings,
+        seed=seed,
+        device=device,
+        progress=progress,
+        count_reference=count_reference,
+        latents_kind=kind,
+    )
 
 
 def _count_latents(embedding, counts, latents, rows, counts_layer, shape):
@@ -147,5 +155,13 @@ def train_prior(
         raise DiceInputError(f"settings must be a dice.tl.TrainSettings, got {type(settings).__name__}.")
     check_seed(seed)
     check_adata(adata, layer=layer, what="adata", min_cells=3)
-    return fit_prior(adata, n_comps=n_comps, layer=layer, labels_key=labels_key, settings=settings, seed=seed,
-                     device=device, progress=progress)
+    return fit_prior(
+        adata,
+        n_comps=n_comps,
+        layer=layer,
+        labels_key=labels_key,
+        settings=settings,
+        seed=seed,
+        device=device,
+        progress=progress,
+    )

@@ -28,8 +28,7 @@ def _reference_labels(reference: AnnData, labels_key: str, layer) -> tuple[np.nd
     column = reference.obs[labels_key]
     labelled = np.flatnonzero(column.notna().to_numpy())
     if len(labelled) < reference.n_obs:
-        warnings.warn(f"{reference.n_obs - len(labelled)} reference cells without a label are left out.",
-                      stacklevel=3)
+        warnings.warn(f"{reference.n_obs - len(labelled)} reference cells without a label are left out.", stacklevel=3)
     classes, codes = np.unique(column.iloc[labelled].astype(str).to_numpy(), return_inverse=True)
     if len(classes) < 2:
         raise DiceInputError(f"reference.obs[{labels_key!r}] needs at least 2 distinct labels.")
@@ -188,13 +187,20 @@ def transfer_labels(
     trained_here = model is None
     if trained_here:
         model = fit_prior(
-            reference, n_comps=n_comps, layer=layer, labels_key=labels_key if transfer.labels_mixup else None,
-            settings=training if training is not None else TrainSettings(), seed=seed, device="auto",
-            progress=progress, rows=labelled[~held],
+            reference,
+            n_comps=n_comps,
+            layer=layer,
+            labels_key=labels_key if transfer.labels_mixup else None,
+            settings=training if training is not None else TrainSettings(),
+            seed=seed,
+            device="auto",
+            progress=progress,
+            rows=labelled[~held],
         )
     else:
-        model, _ = resolve_model(model, adata, layer=layer, n_comps=n_comps, training=training, seed=seed,
-                                 device="auto", progress=progress)
+        model, _ = resolve_model(
+            model, adata, layer=layer, n_comps=n_comps, training=training, seed=seed, device="auto", progress=progress
+        )
     # the reference side (calibration, classifiers) is measured with the query's likelihood: with counts on
     # both sides, or with the log-normalised data on both when either lacks counts ("auto")
     kind = resolve_likelihood(settings, model, count_matrix(adata)[0] is not None, what="adata")
@@ -203,20 +209,28 @@ def transfer_labels(
         if not has_ref_counts and settings.likelihood == "counts":
             resolve_likelihood(settings, model, False, what="reference")  # raises, saying how to fix it
         kind = "counts" if has_ref_counts else "gene_weighted"
-    ref_cells = measure_adata(model, reference, settings, layer=layer, rows=labelled, what="reference",
-                              progress=progress, kind=kind)
+    ref_cells = measure_adata(
+        model, reference, settings, layer=layer, rows=labelled, what="reference", progress=progress, kind=kind
+    )
     query_cells = measure_adata(model, adata, settings, layer=layer, progress=progress, kind=kind)
     keep = transfer.classifier == "knn" or store_samples
-    calibration = posterior_of(model, ref_cells, settings, rows=np.flatnonzero(held), seed=seed,
-                               keep_samples=True, progress=progress)
+    calibration = posterior_of(
+        model, ref_cells, settings, rows=np.flatnonzero(held), seed=seed, keep_samples=True, progress=progress
+    )
     query = posterior_of(model, query_cells, settings, seed=seed, keep_samples=keep, progress=progress)
     index = ref_cells.pca
     n_neighbors, n_classes = transfer.n_neighbors, len(classes)
     pseudo = 0.5 / (n_neighbors * settings.n_samples)
     if transfer.classifier == "logistic":
         # the reference's posterior means as Tweedie estimates: one network call per cell, no draws
-        means = posterior_of(model, ref_cells, settings.replace(n_samples=1, prior_step="tweedie"),
-                             rows=np.flatnonzero(~held), seed=seed, progress=False).mean
+        means = posterior_of(
+            model,
+            ref_cells,
+            settings.replace(n_samples=1, prior_step="tweedie"),
+            rows=np.flatnonzero(~held),
+            seed=seed,
+            progress=False,
+        ).mean
         cal_model = query_model = LogisticLatent(means, codes[~held], n_classes)
     else:
         cal_model = KnnVotes(index[~held], codes[~held], n_classes, n_neighbors)
@@ -245,10 +259,13 @@ def transfer_labels(
 
     target = adata.copy() if copy else adata
     write_outputs(target, key_added, query, store_samples=store_samples)
-    target.uns[key_added] = {"params": {**settings.to_dict(), "seed": seed, "store_samples": store_samples},
-                             **query.info, "device": str(model.device), "versions": versions()}
-    target.obsm[f"{key_added}_label_probabilities"] = pd.DataFrame(probabilities, index=target.obs_names,
-                                                                   columns=names)
+    target.uns[key_added] = {
+        "params": {**settings.to_dict(), "seed": seed, "store_samples": store_samples},
+        **query.info,
+        "device": str(model.device),
+        "versions": versions(),
+    }
+    target.obsm[f"{key_added}_label_probabilities"] = pd.DataFrame(probabilities, index=target.obs_names, columns=names)
     target.obs[f"{key_added}_label"] = pd.Categorical(classes[best], categories=classes)
     target.obs[f"{key_added}_label_confidence"] = probabilities[np.arange(len(best)), best]
     target.obs[f"{key_added}_label_set"] = set_strings(mask, probabilities, names, empty=UNASSIGNED)
