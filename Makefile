@@ -26,7 +26,7 @@ test-benchmarks: install
 	$(THREADS) $(BIN)/python -m pytest -q -m benchmark
 
 lint: install
-	$(BIN)/ruff check .
+	$(BIN)/ruff check . && $(BIN)/ruff format --check .
 
 # HTML documentation (docs/_build/html), warnings are errors. Installs the docs extra only when one of its
 # packages is missing. Works offline: no intersphinx, notebooks are rendered without being executed.
