@@ -18,6 +18,7 @@ SAMPLERS = ("direct", "gibbs")
 PRIOR_STEPS = ("ancestral", "strided", "tweedie")
 RHO_SCHEDULES = ("constant", "linear", "exponential")
 MEAN_ESTIMATES = ("tweedie", "samples")
+UNCERTAINTIES = ("jacobian", "samples", "none")
 LIKELIHOODS = ("auto", "counts", "gene_weighted", "isotropic")
 NOISE_VARS = ("dataset", "cell", "reference")
 
@@ -81,10 +82,19 @@ class PosteriorSettings(_Settings):
         Reverse diffusion of the prior step: ``"ancestral"`` (every DDPM step), ``"strided"``
         (``n_prior_steps`` steps; under-disperses) or ``"tweedie"`` (one call, a mean, not a sample).
     n_samples
-        Posterior draws per cell; their spread is the uncertainty (``1``: no uncertainty).
+        Posterior draws per cell. They are drawn only when something uses them: stored samples
+        (``store_samples=True``, label transfer), ``mean_estimate="samples"``, ``uncertainty="samples"`` or
+        the Gibbs sampler.
     mean_estimate
         ``"tweedie"`` (the network's ``E[u | measurement]``, no Monte Carlo error; direct sampler) or
         ``"samples"`` (the average of the draws).
+    uncertainty, n_probes
+        How the per-cell spread (root mean over latent dimensions of the posterior variance) is computed:
+        ``"jacobian"`` (second-order Tweedie: the posterior covariance is the noise variance times the
+        Jacobian of the posterior mean, estimated from ``n_probes`` finite-difference Jacobian-vector
+        products of the network, exact when ``n_probes >= k``; no draws, same target posterior as the
+        draws; direct sampler, the Gibbs sampler uses its draws instead), ``"samples"`` (the across-draw
+        variance of the ``n_samples`` draws; NaN with one draw) or ``"none"`` (NaN).
     likelihood
         The measurement model: ``"gene_weighted"`` (per-gene noise variances from the reference),
         ``"isotropic"`` (the paper's), ``"counts"`` (raw counts in ``layers["counts"]``, for shallow data:
@@ -108,6 +118,8 @@ class PosteriorSettings(_Settings):
     n_prior_steps: int = 20
     n_samples: int = 10
     mean_estimate: str = "tweedie"
+    uncertainty: str = "samples"
+    n_probes: int = 4
     likelihood: str = "auto"
     noise_var: str | float = "dataset"
     min_shared: float = 0.5
@@ -125,6 +137,8 @@ class PosteriorSettings(_Settings):
         _positive_int("n_prior_steps", self.n_prior_steps)
         _positive_int("n_samples", self.n_samples)
         _choice("mean_estimate", self.mean_estimate, MEAN_ESTIMATES)
+        _choice("uncertainty", self.uncertainty, UNCERTAINTIES)
+        _positive_int("n_probes", self.n_probes)
         _choice("likelihood", self.likelihood, LIKELIHOODS)
         if isinstance(self.noise_var, str):
             _choice("noise_var", self.noise_var, NOISE_VARS)
@@ -141,6 +155,13 @@ class PosteriorSettings(_Settings):
     def rho_end_value(self) -> float:
         return float(self.rho if self.rho_end is None else self.rho_end)
 
+    @property
+    def uncertainty_method(self) -> str:
+        """The uncertainty actually computed: ``"jacobian"`` needs the direct sampler (else the draws')."""
+        if self.uncertainty == "jacobian" and self.sampler != "direct":
+            return "samples"
+        return self.uncertainty
+
     @classmethod
     def paper(cls) -> PosteriorSettings:
         """The authors' real-data protocol: split Gibbs, full ancestral prior steps, rho 5 -> 0.5 linear over
@@ -155,6 +176,7 @@ class PosteriorSettings(_Settings):
             n_prior_steps=1,
             n_samples=1,
             mean_estimate="samples",
+            uncertainty="samples",
             likelihood="isotropic",
             noise_var=1.0,
         )
@@ -240,6 +262,12 @@ class TransferSettings(_Settings):
         to ``"unassigned"``. ``novelty_alpha=None`` switches novelty off.
     calibration_fraction, max_calibration_cells
         Size of the held-out calibration part of the reference.
+    calibration_depth
+        ``"query"`` (default): when the query and the reference both keep raw counts, the calibration cells are
+        binomially thinned to depths drawn from the query's own depths before they are denoised, so the
+        temperature, the novelty scale and the label-set threshold hold at the query's sequencing depth (a
+        shallow query is not calibrated on deep cells). ``"reference"``: calibrate at the reference's depth.
+        Without counts on both sides the calibration is at the reference's depth either way.
     labels_mixup
         Train the prior (when none is given) with the paper's same-label mixup.
     """
@@ -252,6 +280,7 @@ class TransferSettings(_Settings):
     novelty_margin: float = 1.25
     calibration_fraction: float = 0.15
     max_calibration_cells: int = 1500
+    calibration_depth: str = "query"
     labels_mixup: bool = False
 
     def __post_init__(self) -> None:
@@ -268,3 +297,4 @@ class TransferSettings(_Settings):
         _finite("novelty_margin", self.novelty_margin, low=0.0, low_open=True)
         _finite("calibration_fraction", self.calibration_fraction, low=0.0, low_open=True, high=0.9)
         _positive_int("max_calibration_cells", self.max_calibration_cells)
+        _choice("calibration_depth", self.calibration_depth, ("query", "reference"))

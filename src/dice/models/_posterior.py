@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from .._settings import PosteriorSettings
+from ._covariance import mean_variance
 from ._sampler import likelihood_step, prior_step, rho_schedule
 from ._schedule import NoiseSchedule
 
@@ -28,7 +29,9 @@ CHUNK_CELLS = 1024
 class PosteriorSamples:
     """Posterior summaries in latent units: the mean (cells x k), the per-cell spread, optionally the draws.
 
-    ``spread`` is the root mean over latent dimensions of the across-draw variance (NaN with one draw);
+    ``spread`` is the root mean over latent dimensions of the posterior variance: with ``uncertainty``
+    ``"samples"`` the across-draw variance (NaN with one draw), with ``"jacobian"`` the second-order Tweedie
+    variance of the same target posterior (:mod:`dice.models._covariance`), with ``"none"`` NaN.
     ``samples`` (cells x n_samples x k) is kept only when asked for.
     """
 
@@ -37,11 +40,14 @@ class PosteriorSamples:
     samples: np.ndarray | None
     n_clamped: int
     mean_estimate: str
+    uncertainty: str = "samples"
 
 
-def _generator(seed: int, chunk: int, device) -> torch.Generator:
+def _generator(seed: int, chunk: int, device, stream: int = 0) -> torch.Generator:
+    """Chunk ``chunk``'s generator; ``stream`` 0 draws the samples, 1 the Jacobian probes (independent)."""
     generator = torch.Generator(device=device)
-    generator.manual_seed(int(np.random.SeedSequence([seed, chunk]).generate_state(1)[0]))
+    entropy = [seed, chunk] if stream == 0 else [seed, chunk, stream]
+    generator.manual_seed(int(np.random.SeedSequence(entropy).generate_state(1)[0]))
     return generator
 
 
@@ -68,6 +74,9 @@ def sample_posterior(
     n_cells, n_latent = scores.shape
     n_draws = settings.n_samples
     tweedie = settings.sampler == "direct" and settings.mean_estimate == "tweedie"
+    uncertainty = settings.uncertainty_method
+    # draws only when something uses them: the stored samples, their mean, or their spread
+    need_draws = keep_samples or not tweedie or uncertainty == "samples"
     means = np.empty((n_cells, n_latent), dtype=np.float32)
     spread = np.full(n_cells, np.nan, dtype=np.float32)
     samples = np.empty((n_cells, n_draws, n_latent), dtype=np.float32) if keep_samples else None
@@ -78,16 +87,25 @@ def sample_posterior(
             stop = min(start + CHUNK_CELLS, n_cells)
             s = torch.as_tensor(np.asarray(scores[start:stop], dtype=np.float32), device=device)
             sig2 = torch.as_tensor(np.asarray(sigma2[start:stop]), device=device, dtype=torch.float32)[:, None]
-            draws, clamped = _draw(network, schedule, s, sig2, latent_scale, settings, _generator(seed, chunk, device))
-            n_clamped += clamped
-            draws = draws.reshape(stop - start, n_draws, n_latent)
-            if n_draws > 1:
-                spread[start:stop] = np.sqrt(draws.var(axis=1, ddof=1).mean(axis=1))
-            means[start:stop] = (
-                _tweedie(network, schedule, s, sig2, latent_scale, settings.rho) if tweedie else (draws.mean(axis=1))
-            )
-            if samples is not None:
-                samples[start:stop] = draws
+            if need_draws:
+                draws, clamped = _draw(
+                    network, schedule, s, sig2, latent_scale, settings, _generator(seed, chunk, device)
+                )
+                n_clamped += clamped
+                draws = draws.reshape(stop - start, n_draws, n_latent)
+                if uncertainty == "samples" and n_draws > 1:
+                    spread[start:stop] = np.sqrt(draws.var(axis=1, ddof=1).mean(axis=1))
+                if samples is not None:
+                    samples[start:stop] = draws
+            if uncertainty == "jacobian":
+                generator = _generator(seed, chunk, device, stream=1)
+                spread[start:stop] = _jacobian_spread(network, schedule, s, sig2, latent_scale, settings, generator)
+            if tweedie:
+                mean, clamped = _tweedie(network, schedule, s, sig2, latent_scale, settings.rho)
+                means[start:stop] = mean
+                n_clamped += 0 if need_draws else clamped
+            else:
+                means[start:stop] = draws.mean(axis=1)
             bar.update(stop - start)
     if n_clamped:
         warnings.warn(
@@ -96,7 +114,7 @@ def sample_posterior(
             "or train the prior with a longer schedule (n_timesteps).",
             stacklevel=3,
         )
-    return PosteriorSamples(means, spread, samples, n_clamped, "tweedie" if tweedie else "samples")
+    return PosteriorSamples(means, spread, samples, n_clamped, "tweedie" if tweedie else "samples", uncertainty)
 
 
 def _draw(network, schedule, s, sig2, latent_scale, settings, generator) -> tuple[np.ndarray, int]:
@@ -138,10 +156,26 @@ def _direct_level(sig2: torch.Tensor, rho: float, latent_scale: float) -> torch.
     return torch.sqrt(sig2 * (1.0 + rho**2)) / latent_scale
 
 
-def _tweedie(network, schedule, s, sig2, latent_scale, rho) -> np.ndarray:
-    """One deterministic network call per cell: ``E[u | s]`` at the direct sampler's target noise level."""
+def _tweedie(network, schedule, s, sig2, latent_scale, rho) -> tuple[np.ndarray, int]:
+    """One deterministic network call per cell: ``E[u | s]`` at the direct sampler's target noise level.
+
+    Returns the means and the number of clamped rows (level above the schedule's maximum).
+    """
     generator = torch.Generator(device=s.device)  # unused by the deterministic step
-    u, _ = prior_step(
+    u, clamped = prior_step(
         network, schedule, s / latent_scale, _direct_level(sig2, rho, latent_scale), generator, method="tweedie"
     )
-    return (u * latent_scale).cpu().numpy()
+    return (u * latent_scale).cpu().numpy(), clamped
+
+
+def _jacobian_spread(network, schedule, s, sig2, latent_scale, settings, generator) -> np.ndarray:
+    """Root mean over dimensions of ``Cov[u | s]`` at the draws' target level (second-order Tweedie)."""
+    variance = mean_variance(
+        network,
+        schedule,
+        s / latent_scale,
+        _direct_level(sig2, settings.rho, latent_scale),
+        generator,
+        n_probes=settings.n_probes,
+    )
+    return (torch.sqrt(variance) * latent_scale).cpu().numpy()

@@ -16,10 +16,18 @@ MEAN_DEFINITION = {
     "tweedie": "one-call Tweedie estimate E[u | measurement] at the target noise level (no Monte Carlo error)",
     "samples": "average of the n_samples posterior draws",
 }
-UNCERTAINTY_DEFINITION = (
-    "root mean over latent dimensions of the across-sample variance of the posterior samples "
-    "(latent units, same as X_dice); NaN when n_samples = 1"
-)
+UNCERTAINTY_DEFINITION = {
+    "samples": (
+        "root mean over latent dimensions of the across-sample variance of the posterior samples "
+        "(latent units, same as X_dice); NaN when n_samples = 1"
+    ),
+    "jacobian": (
+        "root mean over latent dimensions of the posterior variance, second-order Tweedie: noise variance "
+        "times the trace of the Jacobian of the posterior mean (n_probes finite-difference Jacobian-vector "
+        "products; latent units, same as X_dice); the posterior the draws target"
+    ),
+    "none": "not computed (NaN)",
+}
 
 
 def versions() -> dict:
@@ -138,7 +146,7 @@ def denoise(
     ``uns[key_added]`` (``"params"``: every setting and the seed; the likelihood used, genes used, device,
     package versions, timing).
     """
-    from ._latent import measure_adata, posterior_of, require_counts
+    from ._latent import measure_adata, posterior_of, require_counts, warn_if_shallow
 
     started = time.perf_counter()
     settings = PosteriorSettings.resolve(settings)
@@ -149,17 +157,19 @@ def denoise(
         model, adata, layer=layer, n_comps=n_comps, training=training, seed=seed, device=device, progress=progress
     )
     cells = measure_adata(model, adata, settings, layer=layer, progress=progress)
+    depth = warn_if_shallow(model, cells, what="adata")
     result = posterior_of(model, cells, settings, seed=seed, keep_samples=store_samples, progress=progress)
     record = {
         "params": {**settings.to_dict(), "seed": seed, "store_samples": store_samples, "layer": layer or "X"},
         **result.info,
         "posterior_mean": MEAN_DEFINITION[result.info["posterior_mean"]],
-        "uncertainty": UNCERTAINTY_DEFINITION,
+        "uncertainty": UNCERTAINTY_DEFINITION[settings.uncertainty_method],
         "rho_units": "relative to each cell's noise sd sigma; absolute rho = rho * sigma",
         "n_comps": model.embedding.n_comps,
         "latent_scale": model.latent_scale,
         "device": str(model.device),
         "prior_trained_on_this_data": trained_here,
+        **({"depth": depth} if depth is not None else {}),
         "prior": {
             "network": dict(model.config["network"]),
             "training": dict(model.config["training"]),
