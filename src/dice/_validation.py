@@ -50,6 +50,8 @@ class ValueSummary:
     all_integer: bool = True
     column_sum: np.ndarray | None = None
     column_sumsq: np.ndarray | None = None
+    n_count_rows: int = 0
+    first_count_row: int = -1
 
     def update(self, block) -> None:
         values = _values(block)
@@ -61,6 +63,8 @@ class ValueSummary:
         n_bad = int(values.size - np.count_nonzero(finite))
         self.n_nonfinite += n_bad
         self.n_values += int(np.prod(block.shape))
+        if not n_bad:
+            self._count_rows(block)
         self.n_rows += int(block.shape[0])
         good = values[finite] if n_bad else values
         if good.size:
@@ -85,6 +89,24 @@ class ValueSummary:
             else:
                 self.column_sum += sums
                 self.column_sumsq += squares
+
+    def _count_rows(self, block) -> None:
+        """Count the rows that look like raw counts (integers only, maximum >= 2): mixed data has some."""
+        if sp.issparse(block):
+            block = sp.csr_matrix(block)
+            fractional = block.copy()
+            fractional.data = (np.mod(fractional.data, 1) != 0).astype(np.int8)
+            n_fractional = np.asarray(fractional.sum(axis=1)).ravel()
+            row_max = block.max(axis=1).toarray().ravel()
+        else:
+            dense = np.asarray(block)
+            n_fractional = np.count_nonzero(np.mod(dense, 1), axis=1)
+            row_max = dense.max(axis=1)
+        rows = np.flatnonzero((n_fractional == 0) & (row_max >= 2))
+        if rows.size:
+            if self.first_count_row < 0:
+                self.first_count_row = self.n_rows + int(rows[0])
+            self.n_count_rows += int(rows.size)
 
     def _centred(self) -> bool:
         """Per-gene means near zero relative to their spread: the signature of ``sc.pp.scale``d data."""
@@ -129,6 +151,13 @@ class ValueSummary:
                     f"{source}), but log-normalised data is expected. Run `dice.pp.recipe_paper(adata)` (QC, "
                     "normalise to 1e4, log1p, highly variable genes), or `sc.pp.normalize_total(adata, "
                     "target_sum=1e4); sc.pp.log1p(adata)` (keep the counts in `adata.layers['counts']`)."
+                )
+            if not self.all_integer and self.n_count_rows >= max(1, 0.01 * self.n_rows):
+                raise DiceInputError(
+                    f"{what} mixes raw counts and log-normalised cells: {self.n_count_rows} of {self.n_rows} cells "
+                    f"(the first is row {self.first_count_row}) hold only whole numbers in {source}, the "
+                    "others do not. Normalise every cell the same way (e.g. log-normalise the "
+                    "counts before concatenating the datasets)."
                 )
         if expect == "counts" and (self.min < 0 or not self.all_integer):
             raise DiceInputError(
