@@ -634,7 +634,7 @@ CASES: list[Case] = [
     ),
     Case(
         "string format_version",
-        '`format_version: "1"` (a string; "saved in version 1 ... reads version 1" before)',
+        '`format_version` written as a string (`"1"`: "saved in version 1 ... reads version 1" before)',
         "DicePrior.load(path)",
         "format_version",
         _load("string_version"),
