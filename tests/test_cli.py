@@ -197,7 +197,7 @@ def test_model_that_is_not_a_folder_is_refused(files, tmp_path, no_work, capsys,
     one_line_error(capsys, "--model")
 
 
-@pytest.mark.parametrize("device", ["tpu", "cuda:7", "nonsense"])
+@pytest.mark.parametrize("device", ["tpu", "cuda:99", "nonsense"])
 @pytest.mark.parametrize("command", ["train", "denoise"])
 def test_unusable_device_is_refused_up_front(files, tmp_path, no_work, capsys, command, device):
     target = "ref.h5ad" if command == "train" else "query.h5ad"
