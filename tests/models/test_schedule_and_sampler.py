@@ -199,3 +199,99 @@ def test_strided_steps_at_small_levels_fall_back_to_ancestral_steps(level):
     )
     _, expected_var = gaussian_posterior(torch.zeros(2), torch.zeros(2), 1.0, level**2)
     np.testing.assert_allclose(out.var(0).numpy() / expected_var, 1.0, atol=0.05)
+
+
+# ------------------------------------------------------------------ device handling (GPU-ready sampler)
+@pytest.mark.parametrize("device", ["cpu", "meta"])
+def test_schedule_lookups_stay_on_the_device_of_their_input(device):
+    """A "meta" tensor has no data: any copy to the host (the old ``.cpu()`` calls) raises."""
+    schedule = NoiseSchedule(512)
+    levels = torch.tensor([0.0, 0.02, 0.5, 20.0], dtype=torch.float32, device=device)
+    t0, clamped = schedule.t0_for_noise(levels)
+    times, clamped_too = schedule.time_for_noise(levels)
+    abar = schedule.alpha_bar_at(times)
+    abar32 = schedule.alpha_bar_at(times, dtype=torch.float32)
+    for out in (t0, clamped, times, clamped_too, abar, abar32):
+        assert out.device == levels.device and out.shape == levels.shape
+    assert (t0.dtype, clamped.dtype, times.dtype, abar.dtype, abar32.dtype) == (
+        torch.int64,
+        torch.bool,
+        torch.float64,  # float64 whatever the input, so that the t0 rule is exact
+        torch.float64,
+        torch.float32,
+    )
+    assert schedule.noise_std_on(device) is schedule.noise_std_on(device)  # one copy per device, cached
+    if device == "cpu":
+        assert schedule.noise_std_on(device) is schedule.noise_std
+        assert (t0[0], t0[-1]) == (0, 512) and clamped.tolist() == [False, False, False, True]
+        np.testing.assert_array_equal(abar32.numpy(), abar.float().numpy())
+
+
+def test_schedule_pickles_without_its_device_copies():
+    import pickle
+
+    schedule = NoiseSchedule(64)
+    schedule.noise_std_on("meta")
+    restored = pickle.loads(pickle.dumps(schedule))
+    assert restored._device_tables == {} and torch.equal(restored.noise_std, schedule.noise_std)
+
+
+@pytest.mark.parametrize("method", ["ancestral", "strided", "tweedie"])
+def test_reverse_diffusion_loops_need_no_data_from_the_device(method, monkeypatch):
+    """The whole sampler runs on a data-free "meta" device once the start times are on the host.
+
+    ``_to_host`` (one transfer per call, before the loops) is the only place that reads device data; given its
+    result, every step of every loop (network calls, schedule lookups, noise, row updates) runs without a
+    value from the device, so on CUDA none of them waits for the GPU.
+    """
+    from dice.models import _sampler
+    from dice.models._network import DiffusionMLP
+
+    schedule = NoiseSchedule(512)
+    levels = torch.tensor([0.0, 0.004, 0.015, 0.3, 2.0, 40.0])
+    start_host, clamped = schedule.time_for_noise(levels)
+    transfers = []
+
+    def fake_to_host(start, clamped_rows):
+        assert start.device.type == "meta" and clamped_rows.device.type == "meta"
+        transfers.append(1)
+        return start_host, int(clamped.sum())
+
+    monkeypatch.setattr(_sampler, "_to_host", fake_to_host)
+    network = DiffusionMLP(3, hidden_dim=16, n_blocks=1).eval().to("meta")
+    z = torch.empty(len(levels), 3, device="meta")
+    out, n_clamped = prior_step(network, schedule, z, levels.to("meta"), None, method=method, n_steps=5)
+    assert out.device.type == "meta" and out.shape == z.shape
+    assert n_clamped == 1 and len(transfers) == 1
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("method", ["ancestral", "strided"])
+def test_cuda_reverse_diffusion_does_not_synchronise_and_matches_the_cpu(method, monkeypatch):
+    from dice.models import _sampler
+
+    schedule = NoiseSchedule(512)
+    oracle = GaussianOracle(schedule, torch.zeros(2), 1.0)
+    n = 20_000
+    levels = torch.linspace(0.003, 3.0, n)
+    original = _sampler._to_host
+
+    def then_forbid_syncs(start, clamped):
+        result = original(start, clamped)
+        torch.cuda.set_sync_debug_mode("error")  # any later host sync in the loops raises
+        return result
+
+    monkeypatch.setattr(_sampler, "_to_host", then_forbid_syncs)
+    generator = torch.Generator(device="cuda").manual_seed(0)
+    try:
+        out, _ = prior_step(
+            oracle.cuda(), schedule, torch.zeros(n, 2, device="cuda"), levels.cuda(), generator, method=method
+        )
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert out.device.type == "cuda"
+    # not the CPU's random stream, but the same posterior: compare the variance ratio per level band
+    _, expected_var = gaussian_posterior(torch.zeros(2), torch.zeros(2), 1.0, levels.double() ** 2)
+    ratio = (out.cpu().double() ** 2).mean(1) / expected_var
+    low = 0.75 if method == "strided" else 0.9
+    assert low < float(ratio.mean()) < 1.1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +27,8 @@ CONFIG_FILE = _io.CONFIG_FILE
 WEIGHTS_FILE = _io.WEIGHTS_FILE
 COUNT_ARRAYS = ("gene_scale", "dispersion", "prior_var")  # CountReference fields saved as ``count.*`` tensors
 COUNT_KEY = "count_reference"  # its floats in the config
+
+logger = logging.getLogger("dice")
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -143,6 +146,7 @@ class DicePrior:
         """
         settings = settings or TrainSettings()
         device = resolve_device(device)
+        logger.info("dice: training the prior on %d cells on device %s", latents.shape[0], device)
         latent_scale = float(np.sqrt(np.mean(np.var(latents, axis=0))))
         if not np.isfinite(latent_scale) or latent_scale <= 0:
             raise DiceInputError("The reference latents have no variance; is the reference constant?")
@@ -200,7 +204,7 @@ class DicePrior:
         generator = torch.Generator(device=self.device)
         generator.manual_seed(seed)
         start = torch.randn((n_cells, self.embedding.n_comps), generator=generator, device=self.device)
-        t_max = torch.full((n_cells,), self.schedule.max_noise_std, dtype=torch.float64)
+        t_max = torch.full((n_cells,), self.schedule.max_noise_std, dtype=torch.float64, device=self.device)
         # an "observation" that is pure noise at the schedule's largest level starts the chain at t = T
         from ._sampler import prior_step
 
@@ -227,6 +231,7 @@ class DicePrior:
         progress: bool = True,
     ) -> PosteriorSamples:
         """Posterior of latent measurements ``scores`` with per-cell noise variances ``sigma2`` (array level)."""
+        logger.info("dice: sampling the posterior of %d cells on device %s", len(scores), self.device)
         return sample_posterior(
             self.network,
             self.schedule,

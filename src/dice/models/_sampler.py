@@ -80,28 +80,51 @@ def prior_step(
       the ancestral steps instead (no more calls, and no under-dispersion);
     - ``"tweedie"``: one call, returning the posterior-mean estimate ``E[u | z]`` (not a sample).
 
+    Everything runs on ``z``'s device (the schedule's tables are cached there). The one device-to-host
+    transfer is every row's start time, once per call, from which the row sets of all steps are planned and
+    copied back at once: the reverse-diffusion loops themselves never wait for the device.
+
     Returns the new state and the number of clamped rows (requested level above the schedule's maximum).
     """
     if method not in PRIOR_STEPS:
         raise ValueError(f"prior_step must be one of {PRIOR_STEPS}, got {method!r}")
     device, dtype = z.device, z.dtype
-    start, clamped = schedule.time_for_noise(noise_std.reshape(-1))
+    start, clamped = schedule.time_for_noise(noise_std.reshape(-1).to(device))
     x = schedule.alpha_bar_at(start).sqrt().to(device=device, dtype=dtype)[:, None] * z
-    start = start.to(device)
+    # the only host transfer (none on the CPU): the start times, from which the loops' row sets are planned
+    start_host, n_clamped = _to_host(start, clamped)
     if method == "tweedie":
-        return _strided(network, schedule, x, start, generator, 1, method), int(clamped.sum())
+        return _strided(network, schedule, x, start_host, generator, 1, method), n_clamped
     if method == "ancestral":
-        return _ancestral(network, schedule, x, start, generator), int(clamped.sum())
+        return _ancestral(network, schedule, x, start, start_host, generator), n_clamped
     # A row that needs at most n_steps grid steps gets them all: strided steps would save nothing there,
     # and at such small levels their plug-in variance loses most of the spread (ratio 0.2-0.5).
-    full = start <= n_steps
-    if full.any():
-        rows = torch.nonzero(full).squeeze(1)
-        x[rows] = _ancestral(network, schedule, x[rows], start[rows], generator)
-    if not full.all():
-        rows = torch.nonzero(~full).squeeze(1)
-        x[rows] = _strided(network, schedule, x[rows], start[rows], generator, n_steps, method)
-    return x, int(clamped.sum())
+    full = start_host <= n_steps
+    full_rows, strided_rows = torch.nonzero(full).squeeze(1), torch.nonzero(~full).squeeze(1)
+    on_device = _to_device([full_rows, strided_rows], device)
+    if len(full_rows):
+        rows = on_device[0]
+        x[rows] = _ancestral(network, schedule, x[rows], start[rows], start_host[full_rows], generator)
+    if len(strided_rows):
+        rows = on_device[1]
+        x[rows] = _strided(network, schedule, x[rows], start_host[strided_rows], generator, n_steps, method)
+    return x, n_clamped
+
+
+def _to_host(start: torch.Tensor, clamped: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """``start`` on the CPU and the number of clamped rows, in one device-to-host transfer."""
+    if start.device.type == "cpu":
+        return start, int(clamped.sum())
+    both = torch.stack([start, clamped.to(start.dtype)]).cpu()
+    return both[0], int(both[1].sum())
+
+
+def _to_device(indices: list[torch.Tensor], device: torch.device) -> list[torch.Tensor]:
+    """Host index tensors on ``device``: one asynchronous copy of their concatenation, split into views."""
+    if device.type == "cpu" or not indices:
+        return indices
+    joined = torch.cat(indices).to(device, non_blocking=True)
+    return list(torch.split(joined, [len(index) for index in indices]))
 
 
 def _predict_noise(network: nn.Module, x: torch.Tensor, t: torch.Tensor, n_timesteps: int) -> torch.Tensor:
@@ -119,36 +142,47 @@ def _ddpm_step(network, schedule, x, t_now, t_next, generator):
     return mean + torch.sqrt(beta) * noise
 
 
-def _ancestral(network, schedule, x, start, generator):
-    """Fractional first step to ``ceil(start) - 1``, then the schedule's own steps down to 0."""
-    moving = torch.nonzero(start > 0).squeeze(1)
+def _ancestral(network, schedule, x, start, start_host, generator):
+    """Fractional first step to ``ceil(start) - 1``, then the schedule's own steps down to 0.
+
+    ``start`` is on the device, ``start_host`` its copy on the CPU: the row sets of every step are planned on
+    the host before the loop and copied to the device at once.
+    """
+    moving = torch.nonzero(start_host > 0).squeeze(1)
+    after = start_host.clone()
+    after[moving] = (torch.ceil(start_host[moving]) - 1.0).clamp(min=0.0)
+    times = range(int(after.max()) if len(after) else 0, 0, -1)
+    plan = _to_device([moving, *(torch.nonzero(after >= t).squeeze(1) for t in times)], x.device)
     if len(moving):
-        t_now = start[moving]
+        rows = plan[0]
+        t_now = start[rows]
         t_next = (torch.ceil(t_now) - 1.0).clamp(min=0.0)
-        x[moving] = _ddpm_step(network, schedule, x[moving], t_now, t_next, generator)
-        start = start.clone()
-        start[moving] = t_next
-    for t in range(int(start.max()) if len(start) else 0, 0, -1):
-        rows = torch.nonzero(start >= t).squeeze(1)
+        x[rows] = _ddpm_step(network, schedule, x[rows], t_now, t_next, generator)
+    for t, rows in zip(times, plan[1:]):
         t_now = torch.full((len(rows),), float(t), device=x.device, dtype=torch.float64)
         x[rows] = _ddpm_step(network, schedule, x[rows], t_now, t_now - 1.0, generator)
     return x
 
 
-def _strided(network, schedule, x, start, generator, n_steps, method):
+def _strided(network, schedule, x, start_host, generator, n_steps, method):
+    """``n_steps`` DDPM posterior steps on each row's evenly spaced sub-grid of ``[0, start]``.
+
+    The grid and the row set of every step are planned on the host (from ``start_host``) and copied to the
+    device at once, so the loop never waits for the device.
+    """
     device, dtype = x.device, x.dtype
-    fractions = torch.linspace(1.0, 0.0, n_steps + 1, device=device, dtype=torch.float64)
-    start = start.to(torch.float64)[:, None]
+    fractions = torch.linspace(1.0, 0.0, n_steps + 1, dtype=torch.float64)
+    begin = start_host.to(torch.float64)[:, None]
     # rows x (n_steps + 1); the first point is the row's exact (fractional) time, and no rounded point may
     # lie above it
-    grid = torch.minimum(torch.round(start * fractions[None, :]), start)
-    grid[:, 0] = start[:, 0]
-    for j in range(n_steps):
-        t_now, t_next = grid[:, j], grid[:, j + 1]
-        rows = torch.nonzero(t_now > t_next).squeeze(1)
-        if len(rows) == 0:
-            continue
-        tn, ts = t_now[rows], t_next[rows]
+    grid = torch.minimum(torch.round(begin * fractions[None, :]), begin)
+    grid[:, 0] = begin[:, 0]
+    steps = [(j, torch.nonzero(grid[:, j] > grid[:, j + 1]).squeeze(1)) for j in range(n_steps)]
+    steps = [(j, rows) for j, rows in steps if len(rows)]
+    grid = grid.to(device, non_blocking=True)  # the host copy's numbers are the device's start times
+    plan = _to_device([rows for _, rows in steps], device)
+    for (j, _), rows in zip(steps, plan):
+        tn, ts = grid[rows, j], grid[rows, j + 1]
         xt = x[rows]
         eps = _predict_noise(network, xt, tn, schedule.n_timesteps)
         a_t = schedule.alpha_bar_at(tn).to(device=device, dtype=dtype)[:, None]
