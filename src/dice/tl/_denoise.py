@@ -113,6 +113,8 @@ def denoise(
     ----------
     adata
         Log-normalised cells (genes matched to the model's by name). Not modified on error.
+        A dask-backed ``X`` is read block by block on the active Dask scheduler (threads, processes or a
+        ``distributed`` cluster); the outputs are computed numpy arrays, never dask arrays.
     model
         A :class:`dice.models.DicePrior` (:func:`dice.tl.train_prior`, :meth:`~dice.models.DicePrior.load`).
         ``None`` trains one on ``adata`` first, with ``n_comps``, ``training`` and ``seed``.
