@@ -89,7 +89,6 @@ big = query[: SIZES["denoise"]].copy()
 timed("denoise (default)", big.n_obs, DEVICE, lambda: dice.tl.denoise(big, model, seed=0, progress=False))
 if big.uns["dice"]["device"].split(":")[0] != DEVICE:
     failures.append(f"denoise recorded device {big.uns['dice']['device']!r}, expected {DEVICE!r}")
-del big
 
 small = query[: SIZES["paper"]].copy()
 timed(
