@@ -295,3 +295,25 @@ def test_cuda_reverse_diffusion_does_not_synchronise_and_matches_the_cpu(method,
     ratio = (out.cpu().double() ** 2).mean(1) / expected_var
     low = 0.75 if method == "strided" else 0.9
     assert low < float(ratio.mean()) < 1.1
+
+
+def test_training_and_sampling_log_the_device_that_ran(caplog):
+    import logging
+
+    from dice.models import DicePrior
+    from dice.pp._linear import LinearEmbedding
+    from dice.tl import TrainSettings
+
+    rng = np.random.default_rng(0)
+    x = np.abs(rng.normal(size=(64, 8))).astype(np.float32)
+    embedding = LinearEmbedding.fit(x, [f"g{i}" for i in range(8)], n_comps=2)
+    latents = rng.normal(size=(64, 2))
+    with caplog.at_level(logging.INFO, logger="dice"):
+        model = DicePrior.fit(
+            embedding, latents, settings=TrainSettings(n_updates=2, batch_size=16), device="auto", progress=False
+        )
+        model.posterior(latents[:5], np.ones(5), PosteriorSettings(n_samples=2), progress=False)
+    expected = "cuda" if torch.cuda.is_available() else "cpu"
+    assert model.config["device"].startswith(expected)
+    messages = [r.getMessage() for r in caplog.records if "on device" in r.getMessage()]
+    assert len(messages) == 2 and all(expected in m for m in messages)
