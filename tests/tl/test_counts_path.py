@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import anndata as ad
 import numpy as np
 import pytest
@@ -10,6 +12,7 @@ import scipy.sparse as sp
 import dice
 from dice._validation import DiceInputError
 from dice.tl import PosteriorSettings, TrainSettings
+from dice.tl._latent import DepthWarning
 
 N_GENES = 60
 SETTINGS = PosteriorSettings(n_samples=5)
@@ -82,7 +85,11 @@ def test_auto_picks_counts_and_noise_grows_with_thinning(data, model):
     shallow = _adata(_thin(counts, 0.1, seed=3), labels)
     out = {}
     for name, query in (("deep", deep), ("shallow", shallow)):
-        dice.tl.denoise(query, model, settings=SETTINGS, seed=0, progress=False)
+        if name == "shallow":
+            with pytest.warns(DepthWarning, match="fewer than 99 % of the reference's cells"):
+                dice.tl.denoise(query, model, settings=SETTINGS, seed=0, progress=False)
+        else:
+            dice.tl.denoise(query, model, settings=SETTINGS, seed=0, progress=False)
         assert query.uns["dice"]["likelihood"] == "counts"
         assert query.uns["dice"]["counts_layer"] == "counts"
         out[name] = query.obs["dice_noise_sd"].to_numpy()
@@ -95,21 +102,75 @@ def test_counts_transfer_beats_gene_weighted_on_shallow_query(data, model):
     ref, counts, labels = data
     shallow = _adata(_thin(counts, 0.05, seed=4), labels)
     accuracy = {}
-    for likelihood in ("auto", "gene_weighted"):
-        out = dice.tl.transfer_labels(
-            shallow,
-            ref,
-            model,
-            labels_key="label",
-            settings=SETTINGS.replace(likelihood=likelihood),
-            seed=0,
-            copy=True,
-            progress=False,
-        )
+    for likelihood, warning in (("auto", DepthWarning), ("gene_weighted", UserWarning)):
+        with pytest.warns(warning):  # counts: far shallower than the reference; gene-weighted: noisier
+            out = dice.tl.transfer_labels(
+                shallow,
+                ref,
+                model,
+                labels_key="label",
+                settings=SETTINGS.replace(likelihood=likelihood),
+                seed=0,
+                copy=True,
+                progress=False,
+            )
         accuracy[out.uns["dice"]["likelihood"]] = np.mean(out.obs["dice_label"].astype(str).to_numpy() == labels)
     assert set(accuracy) == {"counts", "gene_weighted"}
     assert accuracy["counts"] > accuracy["gene_weighted"] + 0.08, accuracy  # measured 0.93 vs 0.76
     assert accuracy["counts"] > 0.8, accuracy
+
+
+def test_model_records_reference_depth(model, data):
+    depth = model.config["reference_depth"]
+    observed = np.asarray(data[0].layers["counts"].sum(axis=1)).ravel()
+    assert depth["q01"] <= depth["q05"] <= depth["median"] <= depth["q95"]
+    assert depth["median"] == pytest.approx(np.median(observed))
+
+
+def test_no_depth_warning_at_the_reference_depth(data, model):
+    _, counts, labels = data
+    query = _adata(_thin(counts, 0.7, seed=5), labels)  # shallower, but within the reference's range
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DepthWarning)
+        dice.tl.denoise(query, model, settings=SETTINGS, seed=0, progress=False)
+    assert query.uns["dice"]["depth"]["median"] == pytest.approx(
+        np.median(np.asarray(query.layers["counts"].sum(axis=1)).ravel())
+    )
+    assert query.uns["dice"]["depth"]["reference_median"] == model.config["reference_depth"]["median"]
+
+
+def test_transfer_calibrates_at_the_query_depth(data, model):
+    """The reference cells are thinned to the query's depths: lower, honest confidence on a shallow query."""
+    ref, counts, labels = data
+    shallow = _adata(_thin(counts, 0.03, seed=6), labels)
+    query_depth = np.median(np.asarray(shallow.layers["counts"].sum(axis=1)).ravel())
+    out = {}
+    for depth in ("query", "reference"):
+        with pytest.warns(UserWarning) as caught:
+            out[depth] = dice.tl.transfer_labels(
+                shallow,
+                ref,
+                model,
+                labels_key="label",
+                settings=SETTINGS,
+                transfer=dice.tl.TransferSettings(calibration_depth=depth),
+                seed=0,
+                copy=True,
+                progress=False,
+            )
+        assert any(w.category is DepthWarning for w in caught)
+        noisier = [w for w in caught if "calibrated on cleaner cells" in str(w.message)]
+        assert len(noisier) == (depth == "reference")  # the warning is only needed without depth matching
+    record = out["query"].uns["dice_label_transfer"]
+    assert record["calibration_depth"] == "query"
+    assert record["reference_cells_depth"]["median_after"] == pytest.approx(query_depth, rel=0.25)
+    assert out["reference"].uns["dice_label_transfer"]["calibration_depth"] == "reference"
+    assert "reference_cells_depth" not in out["reference"].uns["dice_label_transfer"]
+    confidence = {k: v.obs["dice_label_confidence"].to_numpy() for k, v in out.items()}
+    right = {k: v.obs["dice_label"].astype(str).to_numpy() == labels for k, v in out.items()}
+    gap = {k: abs(confidence[k].mean() - right[k].mean()) for k in out}
+    assert confidence["query"].mean() < confidence["reference"].mean(), confidence
+    assert gap["query"] < gap["reference"], gap
 
 
 def test_counts_without_counts_raises(data, model):
@@ -135,7 +196,8 @@ def test_save_load_identical(data, model, tmp_path):
         np.testing.assert_array_equal(getattr(loaded.count_reference, name), getattr(model.count_reference, name))
     assert loaded.count_reference.floor == model.count_reference.floor
     assert loaded.config["prior_latents"] == "counts"
-    query = _adata(_thin(counts, 0.2, seed=5), labels)
+    assert loaded.config["reference_depth"] == model.config["reference_depth"]
+    query = _adata(_thin(counts, 0.6, seed=5), labels)
     a = dice.tl.denoise(query, model, settings=SETTINGS, seed=0, progress=False, copy=True)
     b = dice.tl.denoise(query, loaded, settings=SETTINGS, seed=0, progress=False, copy=True)
     np.testing.assert_array_equal(a.obsm["X_dice"], b.obsm["X_dice"])

@@ -6,6 +6,7 @@ them copies an AnnData or holds a cells x genes array beyond one block.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -20,12 +21,14 @@ from ..pp._align import align_genes
 __all__ = [
     "COUNTS_LAYER",
     "CellMeasurements",
+    "DepthWarning",
     "LatentResult",
     "count_matrix",
     "measure_cells",
     "posterior_of",
     "reference_latents",
     "resolve_likelihood",
+    "warn_if_shallow",
 ]
 
 COUNTS_LAYER = "counts"  # where scanpy users keep raw UMI counts
@@ -47,6 +50,7 @@ class CellMeasurements:
     noise_rule: str | float
     counts: Measurement | None = None  # the count measurement (per-cell noise), when the count likelihood ran
     counts_layer: str | None = None
+    depth: np.ndarray | None = None  # counts per cell over the model genes present (count likelihood only)
 
     def measurement(self, rows: np.ndarray | None = None) -> Measurement:
         """The Gaussian measurement of the cells ``rows`` (noise level estimated on those cells).
@@ -157,7 +161,10 @@ def _check_counts(values, what: str) -> None:
 
 
 def measure_counts(embedding, counts, alignment, reference, *, rows=None, block_size=None, what="adata"):
-    """:func:`dice.likelihood.count_measurement` of every cell, reading ``counts`` in row blocks."""
+    """:func:`dice.likelihood.count_measurement` of every cell, reading ``counts`` in row blocks.
+
+    Returns the measurement and each cell's depth (its counts over the model genes it has).
+    """
     from ..likelihood._counts import count_measurement
 
     n_genes = embedding.n_genes
@@ -166,14 +173,15 @@ def measure_counts(embedding, counts, alignment, reference, *, rows=None, block_
         (np.ones(columns.size), (np.arange(columns.size), columns)), shape=(columns.size, n_genes)
     )  # present genes -> model order, zeros for the rest
     n_cells = int(counts.shape[0]) if rows is None else len(rows)
-    scores, noise = np.empty((n_cells, embedding.n_comps)), np.empty(n_cells)
+    scores, noise, depth = np.empty((n_cells, embedding.n_comps)), np.empty(n_cells), np.empty(n_cells)
     block_size = block_size or block_size_for(alignment.n_shared)
     for block in iter_row_blocks(counts, block_size=block_size, rows=rows):
         values = alignment.take(block.values, dense=False)
         _check_counts(values, what)
         m = count_measurement(sp.csr_matrix(values @ expand), embedding, reference, present=alignment.present)
         scores[block.start : block.stop], noise[block.start : block.stop] = m.scores, m.noise_var
-    return Measurement(scores, noise)
+        depth[block.start : block.stop] = np.asarray(values.sum(axis=1)).ravel()
+    return Measurement(scores, noise), depth
 
 
 def measure_cells(
@@ -226,10 +234,10 @@ def measure_cells(
         return CellMeasurements(scores, factors, pca, likelihood, settings.noise_var)
     if counts.shape != matrix.shape:
         raise DiceInputError(f"{what}.layers[{counts_layer!r}] has shape {counts.shape}, X has {matrix.shape}.")
-    measured = measure_counts(
+    measured, depth = measure_counts(
         embedding, counts, alignment, count_reference, rows=rows, block_size=block_size, what=what
     )
-    return CellMeasurements(scores, factors, pca, likelihood, settings.noise_var, measured, counts_layer)
+    return CellMeasurements(scores, factors, pca, likelihood, settings.noise_var, measured, counts_layer, depth)
 
 
 def measure_adata(
@@ -262,6 +270,39 @@ def measure_adata(
         count_reference=model.count_reference if use else None,
         counts_layer=counts_layer,
     )
+
+
+class DepthWarning(UserWarning):
+    """A query far shallower than the reference the model was fitted on."""
+
+
+def warn_if_shallow(model, cells: CellMeasurements, *, what: str = "adata", calibrated: bool = False) -> dict | None:
+    """Warn when most cells are shallower than 99 % of the reference's cells; return the depth summary.
+
+    Only the count likelihood knows depths (``cells.depth``) and only models trained on counts record the
+    reference's (``model.config["reference_depth"]``); otherwise nothing is checked and ``None`` returned.
+    """
+    reference = getattr(model, "config", {}).get("reference_depth")
+    if cells.depth is None or not cells.depth.size:
+        return None
+    median = float(np.median(cells.depth))
+    summary = {"median": median} if reference is None else {"median": median, "reference_median": reference["median"]}
+    if reference is None or median >= reference["q01"]:
+        return summary
+    then = (
+        "label confidence is calibrated on reference cells thinned to this depth"
+        if calibrated
+        else "dice.tl.transfer_labels calibrates label confidence at this depth"
+    )
+    warnings.warn(
+        f"{what}: the median cell has {median:,.0f} counts over the model's genes, fewer than 99 % of the "
+        f"reference's cells (reference median {reference['median']:,.0f}, 1 % quantile {reference['q01']:,.0f}). "
+        "The count likelihood widens these cells' measurements (obs 'noise_sd'), so the prior does more of the "
+        f"work and the uncertainty is larger; {then}. A deeper reference of the same tissue would not need this.",
+        DepthWarning,
+        stacklevel=3,
+    )
+    return summary
 
 
 def reference_latents(

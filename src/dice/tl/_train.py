@@ -64,11 +64,12 @@ def fit_prior(
     logger.info("dice: k = %d latent dimensions, reference noise variance %.3g", embedding.n_comps, embedding.noise_var)
     count_reference, kind = None, "projection"
     counts, counts_layer = count_matrix(adata)
+    depth = None
     if counts is not None:
-        count_reference, latents = _count_latents(embedding, counts, latents, rows, counts_layer, matrix.shape)
+        count_reference, latents, depth = _count_latents(embedding, counts, latents, rows, counts_layer, matrix.shape)
         kind = "counts"
         logger.info("dice: raw counts in layers[%r]: the prior is trained on the count measurement", counts_layer)
-    return DicePrior.fit(
+    model = DicePrior.fit(
         embedding,
         latents,
         labels=labels,
@@ -79,10 +80,19 @@ def fit_prior(
         count_reference=count_reference,
         latents_kind=kind,
     )
+    if depth is not None:  # what "far shallower than the reference" means for a query (dice.tl.denoise warns)
+        model.config["reference_depth"] = depth_summary(depth)
+    return model
+
+
+def depth_summary(depth: np.ndarray) -> dict:
+    """Quantiles of the counts per cell (JSON-ready): the depth range a model was fitted on."""
+    q = np.quantile(np.asarray(depth, dtype=np.float64), [0.01, 0.05, 0.5, 0.95])
+    return {"q01": float(q[0]), "q05": float(q[1]), "median": float(q[2]), "q95": float(q[3])}
 
 
 def _count_latents(embedding, counts, latents, rows, counts_layer, shape):
-    """Fit the count reference on the reference's raw counts; return it and the count latents of the reference."""
+    """Fit the count reference on the reference's raw counts; return it, the reference's count latents and depths."""
     import scipy.sparse as sp
 
     from .._blocks import block_size_for, iter_row_blocks
@@ -98,7 +108,8 @@ def _count_latents(embedding, counts, latents, rows, counts_layer, shape):
         blocks.append(values)
     reference_counts = sp.vstack(blocks, format="csr")
     count_reference = fit_count_reference(reference_counts, embedding, latents=latents)
-    return count_reference, count_measurement(reference_counts, embedding, count_reference).scores
+    depth = np.asarray(reference_counts.sum(axis=1)).ravel()
+    return count_reference, count_measurement(reference_counts, embedding, count_reference).scores, depth
 
 
 def train_prior(

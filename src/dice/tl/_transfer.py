@@ -10,6 +10,7 @@ from anndata import AnnData
 
 from .._settings import PosteriorSettings, TrainSettings, TransferSettings, check_seed
 from .._validation import DiceInputError, check_adata
+from ..likelihood import Measurement
 from ._classifiers import KnnVotes, LogisticLatent
 from ._confidence import credible_sets, knn_votes, set_strings
 
@@ -47,6 +48,57 @@ def _calibration_split(codes: np.ndarray, fraction: float, max_cells: int, seed:
         n_c = min(round(n_total * len(members) / len(codes)), len(members) - 2)
         held[rng.choice(members, size=max(n_c, 1), replace=False)] = True
     return held
+
+
+def _thinned_reference(model, reference, rows, query_cells, pca, seed: int):
+    """The reference cells ``rows`` with their counts thinned to the query's depths, measured with counts.
+
+    Each reference cell gets a target depth drawn from the query's depths and keeps each of its counts with
+    probability ``min(1, target / depth)`` (binomial thinning: what a shallower run of the same cell gives);
+    genes the query lacks are dropped, as in the query's measurement. Classifier, temperature, novelty scale
+    and label-set threshold then all see reference cells as deep as the query. ``pca`` (the cells' ``V^T x``
+    at full depth) is kept as the neighbour index. Returns the measurements and a depth summary.
+    """
+    import scipy.sparse as sp
+
+    from .._blocks import block_size_for, iter_row_blocks
+    from ..likelihood._counts import count_measurement
+    from ..pp._align import align_genes
+    from ._latent import CellMeasurements, count_matrix
+
+    counts, _ = count_matrix(reference)
+    embedding = model.embedding
+    alignment = align_genes(reference.var_names, embedding.genes, min_shared=0.0, what="reference")
+    present = alignment.present & query_cells.likelihood.present
+    columns = np.flatnonzero(alignment.present)
+    expand = sp.csr_matrix(
+        (np.ones(columns.size), (np.arange(columns.size), columns)), shape=(columns.size, len(present))
+    )
+    rng = np.random.default_rng(np.random.SeedSequence([seed, 17]))
+    scores, noise, depth = np.empty((len(rows), embedding.n_comps)), np.empty(len(rows)), np.empty((2, len(rows)))
+    for block in iter_row_blocks(counts, block_size=block_size_for(alignment.n_shared), rows=rows):
+        cal = sp.csr_matrix(alignment.take(block.values, dense=False) @ expand, dtype=np.float64)
+        cal = sp.csr_matrix(cal @ sp.diags(present.astype(np.float64)))  # the query's missing genes drop out
+        cal.eliminate_zeros()
+        before = np.asarray(cal.sum(axis=1)).ravel()
+        target = rng.choice(query_cells.depth, size=len(before), replace=True)
+        p = np.repeat(np.minimum(1.0, target / np.maximum(before, 1.0)), np.diff(cal.indptr))
+        whole = np.floor(cal.data)  # non-integer counts (e.g. ambient-corrected) keep their fraction in expectation
+        cal.data = rng.binomial(whole.astype(np.int64), p) + (rng.random(len(p)) < (cal.data - whole) * p)
+        m = count_measurement(cal, embedding, model.count_reference, present=present)
+        scores[block.start : block.stop], noise[block.start : block.stop] = m.scores, m.noise_var
+        depth[:, block.start : block.stop] = before, np.asarray(cal.sum(axis=1)).ravel()
+    cells = CellMeasurements(
+        scores.astype(np.float32),
+        np.zeros(len(rows)),
+        pca,
+        query_cells.likelihood,
+        query_cells.noise_rule,
+        Measurement(scores, noise),
+        query_cells.counts_layer,
+        depth[1],
+    )
+    return cells, {"median_before": float(np.median(depth[0])), "median_after": float(np.median(depth[1]))}
 
 
 def _mean_distance(means, index, codes, n_classes, n_neighbors) -> np.ndarray:
@@ -165,7 +217,14 @@ def transfer_labels(
     """
     from ..pp._align import align_genes
     from ._denoise import resolve_model, versions, write_outputs
-    from ._latent import count_matrix, measure_adata, posterior_of, require_counts, resolve_likelihood
+    from ._latent import (
+        count_matrix,
+        measure_adata,
+        posterior_of,
+        require_counts,
+        resolve_likelihood,
+        warn_if_shallow,
+    )
     from ._train import fit_prior
 
     settings = PosteriorSettings.resolve(settings)
@@ -209,15 +268,28 @@ def transfer_labels(
         if not has_ref_counts and settings.likelihood == "counts":
             resolve_likelihood(settings, model, False, what="reference")  # raises, saying how to fix it
         kind = "counts" if has_ref_counts else "gene_weighted"
-    ref_cells = measure_adata(
-        model, reference, settings, layer=layer, rows=labelled, what="reference", progress=progress, kind=kind
-    )
     query_cells = measure_adata(model, adata, settings, layer=layer, progress=progress, kind=kind)
+    matched = kind == "counts" and transfer.calibration_depth == "query"
+    depth = warn_if_shallow(model, query_cells, what="adata", calibrated=matched)
+    ref_cells = measure_adata(
+        model,
+        reference,
+        settings.replace(likelihood="gene_weighted") if matched else settings,
+        layer=layer,
+        rows=labelled,
+        what="reference",
+        progress=progress,
+        kind="gene_weighted" if matched else kind,
+    )
+    ref_depth = None
+    if matched:  # train and calibrate at the query's depth: the reference cells thinned to it
+        ref_cells, ref_depth = _thinned_reference(model, reference, labelled, query_cells, ref_cells.pca, seed)
     keep = transfer.classifier == "knn" or store_samples
     calibration = posterior_of(
         model, ref_cells, settings, rows=np.flatnonzero(held), seed=seed, keep_samples=True, progress=progress
     )
     query = posterior_of(model, query_cells, settings, seed=seed, keep_samples=keep, progress=progress)
+    _warn_if_noisier(query, calibration, matched)
     index = ref_cells.pca
     n_neighbors, n_classes = transfer.n_neighbors, len(classes)
     pseudo = 0.5 / (n_neighbors * settings.n_samples)
@@ -281,8 +353,26 @@ def transfer_labels(
         "n_calibration_cells": int(held.sum()),
         "n_index_cells": len(index),
         "prior_trained_here": bool(trained_here),
+        "calibration_depth": "query" if matched else "reference",
+        **({"reference_cells_depth": ref_depth} if ref_depth is not None else {}),
+        **({"query_depth": depth} if depth is not None else {}),
     }
     return target if copy else None
+
+
+def _warn_if_noisier(query, calibration, matched: bool) -> None:
+    """Without depth-matched calibration, warn when the query is much noisier than the calibration cells."""
+    q, c = float(np.median(query.noise_sd)), float(np.median(calibration.noise_sd))
+    if matched or not q > 1.5 * c:
+        return
+    warnings.warn(
+        f"the query's median measurement noise sd ({q:.2f}) is {q / c:.1f} x the reference calibration cells' "
+        f"({c:.2f}): the label confidence was calibrated on cleaner cells and is likely too high for this query. "
+        "Keep the raw counts in layers['counts'] of both the reference and the query (and train the model on "
+        "them) so that dice models depth and calibrates at the query's depth.",
+        UserWarning,
+        stacklevel=3,
+    )
 
 
 def _conformal_threshold(true_probabilities: np.ndarray, alpha: float) -> float:
