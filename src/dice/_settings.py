@@ -63,9 +63,11 @@ class _Settings:
 class PosteriorSettings(_Settings):
     """How each cell's latent posterior is formed and sampled (:func:`dice.tl.denoise`).
 
-    The default was chosen by measurement (BENCHMARKS.md, sections 2-3): exact posterior draws from one
-    reverse diffusion started at the cell's own noise level, the gene-weighted likelihood, the posterior mean
-    as the network's one-call Tweedie estimate. :meth:`paper` is the authors' real-data protocol.
+    The default was chosen by measurement (BENCHMARKS.md, sections 2-3 and "Uncertainty without sampling"):
+    the gene-weighted likelihood, the posterior mean as the network's one-call Tweedie estimate, the
+    uncertainty from the second-order Tweedie formula (no draws), and, when draws are asked for, exact
+    posterior draws from one reverse diffusion started at the cell's own noise level. :meth:`paper` is the
+    authors' real-data protocol.
 
     Parameters
     ----------
@@ -118,7 +120,7 @@ class PosteriorSettings(_Settings):
     n_prior_steps: int = 20
     n_samples: int = 10
     mean_estimate: str = "tweedie"
-    uncertainty: str = "samples"
+    uncertainty: str = "jacobian"
     n_probes: int = 4
     likelihood: str = "auto"
     noise_var: str | float = "dataset"

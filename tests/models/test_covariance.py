@@ -156,7 +156,7 @@ def test_jacobian_spread_is_deterministic_per_seed_and_keeps_the_draws():
 
 
 def test_gibbs_sampler_uses_its_draws_and_settings_validate():
-    assert PosteriorSettings(uncertainty="jacobian").uncertainty_method == "jacobian"
+    assert PosteriorSettings().uncertainty_method == "jacobian"
     assert PosteriorSettings(sampler="gibbs").uncertainty_method == "samples"
     paper = PosteriorSettings.paper()
     assert paper.uncertainty == "samples" and paper.to_dict()["uncertainty"] == "samples"

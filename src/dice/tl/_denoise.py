@@ -121,14 +121,17 @@ def denoise(
     layer
         Use ``adata.layers[layer]`` instead of ``X``.
     settings
-        The posterior and its sampler (:class:`dice.tl.PosteriorSettings`): ``None``/``"default"`` (exact
-        posterior draws, gene-weighted likelihood, Tweedie mean; chosen by measurement) or ``"paper"`` (the
+        The posterior and its sampler (:class:`dice.tl.PosteriorSettings`): ``None``/``"default"`` (gene-weighted
+        likelihood, Tweedie mean, second-order Tweedie uncertainty, exact posterior draws when stored; chosen by
+        measurement) or ``"paper"`` (the
         authors' protocol, :meth:`~dice.tl.PosteriorSettings.paper`; slow). ``rho`` is in units of each
         cell's noise sd, so results do not depend on the scale of the data.
     n_comps, training
         Latent dimension and :class:`dice.tl.TrainSettings` of the prior trained when ``model`` is ``None``.
     store_samples
-        Also keep the posterior draws in ``obsm[f"X_{key_added}_samples"]`` (cells x n_samples x k).
+        Also draw and keep ``n_samples`` exact posterior draws per cell in ``obsm[f"X_{key_added}_samples"]``
+        (cells x n_samples x k; :func:`dice.tl.cluster_confidence` needs them). The default uncertainty does
+        not need draws, so without this none are made.
     key_added
         Prefix of the written keys.
     seed
@@ -144,7 +147,8 @@ def denoise(
     -------
     ``None``, or the new AnnData when ``copy=True``. Writes ``obsm[f"X_{key_added}"]`` (posterior mean),
     ``obsm[f"X_{key_added}_pca"]`` (the undenoised projection ``V^T x``), ``obs[f"{key_added}_uncertainty"]``
-    (posterior spread), ``obs[f"{key_added}_noise_sd"]`` (the measurement's noise sd per latent dimension) and
+    (posterior spread: root mean over latent dimensions of the posterior variance),
+    ``obs[f"{key_added}_noise_sd"]`` (the measurement's noise sd per latent dimension) and
     ``uns[key_added]`` (``"params"``: every setting and the seed; the likelihood used, genes used, device,
     package versions, timing).
     """
