@@ -125,13 +125,7 @@ def _sync_tutorials(app) -> None:
         entries = "\n".join(f"notebooks/{nb.stem}" for nb in notebooks)
         text = f"```{{toctree}}\n:maxdepth: 1\n\n{entries}\n```\n"
     else:
-        scripts = sorted(src_dir.glob("*.py")) if src_dir.is_dir() else []
-        text = "*No tutorial notebooks yet.*"
-        if scripts:
-            listed = ", ".join(f"`tutorials/{s.name}`" for s in scripts)
-            what = "walk-through script" if len(scripts) == 1 else "walk-through scripts"
-            text += f" Until they arrive, the repository's {what} {listed} can be run as is."
-        text += "\n"
+        text = "*No tutorial notebooks yet.*\n"
     toc = dst_dir / "_toctree.inc"
     if not toc.exists() or toc.read_text() != text:
         toc.write_text(text)
