@@ -3,6 +3,7 @@
 import json
 
 import anndata as ad
+import pandas as pd
 import pytest
 
 import dice
@@ -283,6 +284,10 @@ def test_unexpected_error_is_exit_1_with_a_hint(files, tmp_path, monkeypatch, to
 def test_demo_runs_end_to_end(tmp_path, torch_threads, capsys):
     assert main(["demo", "--out", str(tmp_path), "--steps", "150", "--quiet"]) == 0
     printed = capsys.readouterr().out
-    assert "PCA (reference loadings)" in printed and "DICE" in printed
-    assert (tmp_path / "cbmc_pca_vs_dice.png").stat().st_size > 10_000
-    assert ad.read_h5ad(tmp_path / "cbmc_query_dice.h5ad").obsm["X_dice"].shape[1] == 25
+    assert "PCA + kNN" in printed and "DICE" in printed and "5% (" in printed
+    assert (tmp_path / "cbmc_pca_vs_dice_shallow.png").stat().st_size > 10_000
+    shallow = ad.read_h5ad(tmp_path / "cbmc_shallow_query_dice.h5ad")
+    assert shallow.obsm["X_dice"].shape[1] == 25
+    assert shallow.uns["dice"]["likelihood"] == "counts"
+    table = pd.read_csv(tmp_path / "metrics.csv")
+    assert len(table) == 6 and set(table["method"]) == {"PCA + kNN", "DICE"}

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
-__all__ = ["DEFAULT_BLOCK_BYTES", "RowBlock", "block_size_for", "iter_row_blocks", "n_rows"]
+__all__ = ["DEFAULT_BLOCK_BYTES", "LogNormalized", "RowBlock", "block_size_for", "iter_row_blocks", "n_rows"]
 
 #: Target size of one dense float32 block (cells x genes); 64 MB keeps the peak memory small and BLAS busy.
 DEFAULT_BLOCK_BYTES = 64 * 2**20
@@ -49,8 +49,32 @@ def _is_dask(matrix) -> bool:
     return type(matrix).__module__.startswith("dask")
 
 
+class LogNormalized:
+    """A lazy view of raw counts as ``log1p(target_sum * c / sum(c))`` per cell, transformed block by block.
+
+    Lets raw-count ``X`` be read as log-normalised data (scanpy's ``normalize_total`` + ``log1p``) without
+    ever holding the transformed matrix.
+    """
+
+    def __init__(self, counts, target_sum: float = 1e4):
+        self.counts, self.target_sum = counts, float(target_sum)
+        self.shape = tuple(counts.shape)
+        self.dtype = np.dtype(np.float32)
+
+    def transform(self, block):
+        depth = np.asarray(block.sum(axis=1), dtype=np.float64).ravel()
+        scale = self.target_sum / np.maximum(depth, 1e-12)
+        if sp.issparse(block):
+            out = sp.csr_matrix(sp.diags(scale) @ block, dtype=np.float32)
+            out.data = np.log1p(out.data)
+            return out
+        return np.log1p(np.asarray(block, dtype=np.float64) * scale[:, None]).astype(np.float32)
+
+
 def _read(matrix, rows) -> np.ndarray | sp.csr_matrix:
     """Rows of ``matrix`` (a slice or a sorted integer array) as numpy or CSR, whatever the container."""
+    if isinstance(matrix, LogNormalized):
+        return matrix.transform(_read(matrix.counts, rows))
     if _is_dask(matrix):
         part = matrix[rows].compute()
     elif isinstance(matrix, np.ndarray):

@@ -265,10 +265,11 @@ class TransferSettings(_Settings):
     calibration_fraction, max_calibration_cells
         Size of the held-out calibration part of the reference.
     calibration_depth
-        ``"query"`` (default): when the query and the reference both keep raw counts, the calibration cells are
+        ``"query"`` (default): when the query and the reference both keep raw counts, the reference cells are
         binomially thinned to depths drawn from the query's own depths before they are denoised, so the
-        temperature, the novelty scale and the label-set threshold hold at the query's sequencing depth (a
-        shallow query is not calibrated on deep cells). ``"reference"``: calibrate at the reference's depth.
+        classifier, the temperature, the novelty scale and the label-set threshold hold at the query's
+        sequencing depth (a shallow query is neither classified nor calibrated on deep cells).
+        ``"reference"``: the reference cells at their own depth.
         Without counts on both sides the calibration is at the reference's depth either way.
     labels_mixup
         Train the prior (when none is given) with the paper's same-label mixup.

@@ -266,3 +266,50 @@ def test_counts_refused_before_training(data):
             training=TrainSettings(n_updates=10_000),
             progress=False,
         )
+
+
+def test_integer_x_is_read_as_counts(data, model):
+    """Raw counts in X (no layer): log-normalised internally, the count likelihood runs, same result."""
+    _, counts, labels = data
+    thinned = _thin(counts, 0.6, seed=7)
+    usual = _adata(thinned, labels)
+    raw = ad.AnnData(sp.csr_matrix(thinned.astype(np.float32)), obs=usual.obs.copy(), var=usual.var.copy())
+    before = raw.X.copy()
+    dice.tl.denoise(usual, model, settings=SETTINGS, seed=0, progress=False)
+    dice.tl.denoise(raw, model, settings=SETTINGS, seed=0, progress=False)
+    assert raw.uns["dice"]["likelihood"] == "counts"
+    assert raw.uns["dice"]["counts_layer"] == "X"
+    np.testing.assert_allclose(raw.obsm["X_dice"], usual.obsm["X_dice"], atol=1e-4)
+    np.testing.assert_allclose(raw.obsm["X_dice_pca"], usual.obsm["X_dice_pca"], atol=1e-4)
+    assert (raw.X != before).nnz == 0  # X itself is not normalised in place
+
+
+def test_training_on_integer_x_equals_training_on_the_usual_layout(data):
+    ref = data[0]
+    raw = ad.AnnData(ref.layers["counts"].copy(), obs=ref.obs.copy(), var=ref.var.copy())
+    fit = {}
+    for name, adata in (("usual", ref), ("raw", raw)):
+        fit[name] = dice.tl.train_prior(adata, n_comps=5, settings=TrainSettings(n_updates=20), seed=0, progress=False)
+    assert fit["raw"].config["prior_latents"] == "counts"
+    np.testing.assert_allclose(fit["raw"].embedding.mean, fit["usual"].embedding.mean, atol=1e-5)
+    np.testing.assert_allclose(
+        np.abs(fit["raw"].embedding.loadings), np.abs(fit["usual"].embedding.loadings), atol=1e-4
+    )
+
+
+def test_counts_are_told_from_log_normalised_data(data):
+    from dice.tl._latent import count_matrix, x_holds_counts
+
+    ref = data[0]
+    assert x_holds_counts(ref.layers["counts"])
+    assert not x_holds_counts(ref.X)  # log-normalised: fractional values
+    assert not x_holds_counts(sp.csr_matrix(ref.shape, dtype=np.float32))  # all zero
+    shifted = ref.layers["counts"].copy()
+    shifted.data[-1] = 0.5  # one fractional value in the last row
+    assert not x_holds_counts(shifted)
+    negative = ref.layers["counts"].copy()
+    negative.data[0] = -1.0
+    assert not x_holds_counts(negative)
+    raw = ad.AnnData(ref.layers["counts"].copy())
+    assert count_matrix(raw)[1] == "X"
+    assert count_matrix(raw, "some_layer")[0] is None  # a named layer is never read as counts from X

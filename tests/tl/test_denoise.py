@@ -135,14 +135,16 @@ def test_rerun_without_samples_drops_the_old_samples(trained_model, query):
     ("mutate", "match"),
     [
         (lambda a: a.X.__setitem__((0, 0), np.nan), "NaN or infinite"),
-        (lambda a: setattr(a, "X", np.round(np.abs(a.X) * 30)), "raw counts"),
+        (lambda a: a.layers.__setitem__("values", np.round(np.abs(a.X) * 30)), "raw counts"),
     ],
 )
 def test_bad_values_are_refused_and_adata_untouched(trained_model, query, mutate, match):
+    """NaN anywhere; raw counts in a layer named as log-normalised (raw-count X is read as counts instead)."""
     mutate(query)
     before = snapshot(query)
+    layer = "values" if "values" in query.layers else None
     with pytest.raises(DiceInputError, match=match):
-        dice.tl.denoise(query, model=trained_model, progress=False)
+        dice.tl.denoise(query, model=trained_model, layer=layer, progress=False)
     assert_unchanged(query, before)
 
 

@@ -112,7 +112,9 @@ def denoise(
     Parameters
     ----------
     adata
-        Log-normalised cells (genes matched to the model's by name). Not modified on error.
+        Log-normalised cells (genes matched to the model's by name), ideally with their raw counts in
+        ``layers["counts"]`` (the count likelihood then runs; right at any sequencing depth); or raw counts
+        in ``X`` itself, log-normalised internally. Not modified on error.
         A dask-backed ``X`` is read block by block on the active Dask scheduler (threads, processes or a
         ``distributed`` cluster); the outputs are computed numpy arrays, never dask arrays.
     model

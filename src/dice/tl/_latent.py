@@ -6,6 +6,7 @@ them copies an AnnData or holds a cells x genes array beyond one block.
 
 from __future__ import annotations
 
+import logging
 import warnings
 from dataclasses import dataclass
 
@@ -24,12 +25,16 @@ __all__ = [
     "DepthWarning",
     "LatentResult",
     "count_matrix",
+    "data_matrix",
     "measure_cells",
     "posterior_of",
     "reference_latents",
     "resolve_likelihood",
     "warn_if_shallow",
+    "x_holds_counts",
 ]
+
+logger = logging.getLogger("dice")
 
 COUNTS_LAYER = "counts"  # where scanpy users keep raw UMI counts
 COUNT_LIKELIHOOD = (
@@ -89,11 +94,53 @@ class LatentResult:
     info: dict
 
 
-def count_matrix(adata):
-    """``(adata.layers["counts"], "counts")`` when the AnnData keeps raw counts there, else ``(None, None)``."""
-    if adata is not None and COUNTS_LAYER in adata.layers:
+def count_matrix(adata, layer: str | None = None):
+    """Where the AnnData keeps raw counts: ``(matrix, name)``, or ``(None, None)``.
+
+    ``layers["counts"]`` (where scanpy users keep them); otherwise ``X`` itself when no ``layer`` is asked for
+    and ``X`` holds non-negative integers (:func:`x_holds_counts`), named ``"X"``.
+    """
+    if adata is None:
+        return None, None
+    if COUNTS_LAYER in adata.layers:
         return adata.layers[COUNTS_LAYER], COUNTS_LAYER
+    if layer is None and x_holds_counts(adata.X):
+        logger.info("dice: X holds raw counts (no layers['counts']): read as counts, log-normalised internally")
+        return adata.X, "X"
     return None, None
+
+
+def x_holds_counts(matrix) -> bool:
+    """Whether every value is a non-negative integer (and not all are zero): raw counts in ``X``.
+
+    Reads blocks until a value says otherwise, so log-normalised data are told apart on the first block.
+    """
+    if not np.issubdtype(getattr(matrix, "dtype", np.dtype(object)), np.number):
+        return False
+    largest = 0.0
+    for block in iter_row_blocks(matrix, block_size=block_size_for(matrix.shape[1])):
+        values = block.values.data if sp.issparse(block.values) else np.asarray(block.values)
+        if not values.size:
+            continue
+        if not (np.all(np.isfinite(values)) and values.min() >= 0 and np.all(values == np.round(values))):
+            return False
+        largest = max(largest, float(values.max()))
+    return largest > 0
+
+
+def data_matrix(adata, layer: str | None = None):
+    """The log-normalised values the tools read: ``X`` / ``layers[layer]``, or raw-count ``X`` log-normalised.
+
+    Raw-count ``X`` (without ``layers["counts"]``) is read through :class:`dice._blocks.LogNormalized`
+    (``normalize_total(1e4)`` + ``log1p`` per block), and :func:`count_matrix` gives the counts themselves.
+    """
+    from .._blocks import LogNormalized
+    from .._validation import get_matrix
+
+    matrix = get_matrix(adata, layer)
+    if layer is None and COUNTS_LAYER not in adata.layers and count_matrix(adata)[1] == "X":
+        return LogNormalized(matrix)
+    return matrix
 
 
 def resolve_likelihood(settings: PosteriorSettings, model, has_counts: bool, *, what: str = "adata") -> str:
@@ -252,14 +299,12 @@ def measure_adata(
     kind: str | None = None,
 ) -> CellMeasurements:
     """:func:`measure_cells` of an AnnData, with the likelihood :func:`resolve_likelihood` picks (or ``kind``)."""
-    from .._validation import get_matrix
-
-    counts, counts_layer = count_matrix(adata)
+    counts, counts_layer = count_matrix(adata, layer)
     kind = kind or resolve_likelihood(settings, model, counts is not None, what=what)
     use = kind == "counts"
     return measure_cells(
         model.embedding,
-        get_matrix(adata, layer),
+        data_matrix(adata, layer),
         adata.var_names,
         settings,
         rows=rows,

@@ -9,7 +9,7 @@ import numpy as np
 from anndata import AnnData
 
 from .._settings import TrainSettings, check_seed
-from .._validation import DiceInputError, check_adata, get_matrix
+from .._validation import DiceInputError, check_adata
 
 if TYPE_CHECKING:
     from ..models import DicePrior
@@ -43,9 +43,11 @@ def fit_prior(
     rows: np.ndarray | None = None,
 ) -> DicePrior:
     """:func:`train_prior` on the cells ``rows`` of ``adata`` (sorted positions; ``None``: all), no copies."""
+    if n_comps is not None and (isinstance(n_comps, bool) or not isinstance(n_comps, int | np.integer)):
+        raise DiceInputError(f"n_comps must be a whole number of latent dimensions (e.g. 30) or None, got {n_comps!r}.")
     from ..models import DicePrior
     from ..pp._linear import LinearEmbedding
-    from ._latent import count_matrix, reference_latents
+    from ._latent import count_matrix, data_matrix, reference_latents
 
     if not adata.var_names.is_unique:
         duplicated = list(adata.var_names[adata.var_names.duplicated()][:3])
@@ -56,14 +58,14 @@ def fit_prior(
     labels = _labels(adata, labels_key, rows)
     if settings.mixup_prob and labels is None:
         raise DiceInputError("mixup_prob > 0 needs labels_key= (mixup combines cells of the same label).")
-    matrix = get_matrix(adata, layer)
+    matrix = data_matrix(adata, layer)
     embedding = LinearEmbedding.fit(
         matrix, adata.var_names, n_comps=n_comps, max_value=settings.max_value, rows=rows, what="adata", layer=layer
     )
     latents = reference_latents(embedding, matrix, rows=rows)
     logger.info("dice: k = %d latent dimensions, reference noise variance %.3g", embedding.n_comps, embedding.noise_var)
     count_reference, kind = None, "projection"
-    counts, counts_layer = count_matrix(adata)
+    counts, counts_layer = count_matrix(adata, layer)
     depth = None
     if counts is not None:
         count_reference, latents, depth = _count_latents(embedding, counts, latents, rows, counts_layer, matrix.shape)
@@ -133,13 +135,14 @@ def train_prior(
     (:func:`dice.likelihood.fit_count_reference`, kept as ``model.count_reference``) and the prior is trained
     on the count measurement of the reference (``model.config["prior_latents"] == "counts"``), so that
     ``likelihood="auto"`` measures queries with counts from their raw counts. Without that layer nothing
-    changes (``"projection"``: ``V^T x_std``). Integer ``X`` is not read as counts: put them in the layer.
+    changes (``"projection"``: ``V^T x_std``). Raw-count ``X`` (non-negative integers, no ``layers["counts"]``)
+    is read as counts too, and log-normalised internally (``normalize_total(1e4)`` + ``log1p``, block by block).
 
     Parameters
     ----------
     adata
-        Reference cells, log-normalised (raw counts and scaled data are refused; see
-        :func:`dice.pp.recipe_paper`). Not modified.
+        Reference cells, log-normalised with the raw counts in ``layers["counts"]`` (what
+        :func:`dice.pp.recipe_paper` gives), or raw counts in ``X``; scaled data are refused. Not modified.
     n_comps
         Latent dimension k; ``None`` picks the elbow of the spectrum (between 10 and 50).
     layer

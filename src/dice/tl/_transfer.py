@@ -50,7 +50,7 @@ def _calibration_split(codes: np.ndarray, fraction: float, max_cells: int, seed:
     return held
 
 
-def _thinned_reference(model, reference, rows, query_cells, pca, seed: int):
+def _thinned_reference(model, reference, layer, rows, query_cells, pca, seed: int):
     """The reference cells ``rows`` with their counts thinned to the query's depths, measured with counts.
 
     Each reference cell gets a target depth drawn from the query's depths and keeps each of its counts with
@@ -66,7 +66,7 @@ def _thinned_reference(model, reference, rows, query_cells, pca, seed: int):
     from ..pp._align import align_genes
     from ._latent import CellMeasurements, count_matrix
 
-    counts, _ = count_matrix(reference)
+    counts, _ = count_matrix(reference, layer)
     embedding = model.embedding
     alignment = align_genes(reference.var_names, embedding.genes, min_shared=0.0, what="reference")
     present = alignment.present & query_cells.likelihood.present
@@ -178,9 +178,12 @@ def transfer_labels(
     Parameters
     ----------
     adata
-        Log-normalised query cells (genes matched by name). Not modified on error.
+        Query cells as in :func:`dice.tl.denoise`: log-normalised with raw counts in ``layers["counts"]``
+        (or raw counts in ``X``). Not modified on error.
     reference
-        Log-normalised, labelled reference (``obs[labels_key]``; unlabelled cells are left out).
+        Labelled reference (``obs[labels_key]``; unlabelled cells are left out), laid out like ``adata``. With
+        counts on both sides the reference cells are thinned to the query's depths for the classifier and
+        its calibration (``transfer.calibration_depth``).
     model
         A :class:`dice.models.DicePrior` of this reference. ``None`` trains one on the non-calibration part of
         the reference (so that calibration cells are unseen); a given model may have seen them, which makes
@@ -262,9 +265,9 @@ def transfer_labels(
         )
     # the reference side (calibration, classifiers) is measured with the query's likelihood: with counts on
     # both sides, or with the log-normalised data on both when either lacks counts ("auto")
-    kind = resolve_likelihood(settings, model, count_matrix(adata)[0] is not None, what="adata")
+    kind = resolve_likelihood(settings, model, count_matrix(adata, layer)[0] is not None, what="adata")
     if kind == "counts":
-        has_ref_counts = count_matrix(reference)[0] is not None
+        has_ref_counts = count_matrix(reference, layer)[0] is not None
         if not has_ref_counts and settings.likelihood == "counts":
             resolve_likelihood(settings, model, False, what="reference")  # raises, saying how to fix it
         kind = "counts" if has_ref_counts else "gene_weighted"
@@ -283,7 +286,7 @@ def transfer_labels(
     )
     ref_depth = None
     if matched:  # train and calibrate at the query's depth: the reference cells thinned to it
-        ref_cells, ref_depth = _thinned_reference(model, reference, labelled, query_cells, ref_cells.pca, seed)
+        ref_cells, ref_depth = _thinned_reference(model, reference, layer, labelled, query_cells, ref_cells.pca, seed)
     keep = transfer.classifier == "knn" or store_samples
     calibration = posterior_of(
         model, ref_cells, settings, rows=np.flatnonzero(held), seed=seed, keep_samples=True, progress=progress
@@ -298,7 +301,7 @@ def transfer_labels(
         means = posterior_of(
             model,
             ref_cells,
-            settings.replace(n_samples=1, prior_step="tweedie"),
+            settings.replace(n_samples=1, prior_step="tweedie", uncertainty="none"),
             rows=np.flatnonzero(~held),
             seed=seed,
             progress=False,
