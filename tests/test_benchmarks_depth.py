@@ -1,0 +1,68 @@
+"""The shallow-query benchmark's pieces (benchmarks/depth.py): thinning, the naive-Bayes floor, metrics, records.
+
+The full protocol needs the peer environment and real data (``benchmarks/depth.py --help``); these tests check
+the parts whose mistakes would silently change the numbers.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse as sp
+
+pytestmark = pytest.mark.benchmark
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+depth = pytest.importorskip("depth")
+
+
+def test_thinning_keeps_the_expected_fraction_and_is_seeded():
+    counts = sp.csr_matrix(np.random.default_rng(0).poisson(20.0, size=(200, 50)).astype(np.float64))
+    thinned = depth.thin(counts, 0.2, seed=[1, 2])
+    assert thinned.sum() / counts.sum() == pytest.approx(0.2, rel=0.02)
+    assert (thinned <= counts).toarray().all()  # thinning never adds a count
+    again = depth.thin(counts, 0.2, seed=[1, 2])
+    assert (thinned != again).nnz == 0
+    assert (depth.thin(counts, 0.2, seed=[1, 3]) != thinned).nnz > 0
+    assert (depth.thin(counts, 1.0, seed=0) != counts).nnz == 0
+
+
+def test_naive_bayes_recovers_distinct_profiles():
+    rng = np.random.default_rng(0)
+    profiles = rng.dirichlet(np.full(40, 0.3), size=3)
+    labels = np.repeat(np.array(["a", "b", "c"]), 100)
+    counts = np.vstack([rng.multinomial(200, profiles[i]) for i in np.repeat(np.arange(3), 100)])
+    predicted, confidence = depth.naive_bayes(counts, labels, counts[::7])
+    assert np.mean(predicted == labels[::7]) > 0.95
+    assert np.all((confidence > 0) & (confidence <= 1))
+
+
+def test_fidelity_is_scale_free_and_zero_for_the_truth():
+    full = np.random.default_rng(0).normal(size=(100, 5))
+    noisy = full + 0.1 * np.random.default_rng(1).normal(size=full.shape)
+    assert depth.fidelity(full, full) == 0.0
+    assert depth.fidelity(10 * noisy, 10 * full) == pytest.approx(depth.fidelity(noisy, full))
+
+
+def test_label_metrics_count_confident_errors():
+    truth = np.array(["a", "a", "b", "b"])
+    out = depth.label_metrics(truth, np.array(["a", "b", "b", "a"]), np.array([0.9, 0.8, 0.6, 0.4]))
+    assert out["accuracy"] == 0.5
+    assert out["confident_wrong"] == 0.25  # one wrong label above 0.5, one below
+
+
+def test_records_replace_reruns_and_report(tmp_path):
+    row = {"task": "cbmc", "seed": 0, "f": 0.05, "umis": 80.0, "method": "dice", "accuracy": 0.5, "ari": 0.4}
+    path = tmp_path / "depth.csv"
+    depth.save([row], path)
+    depth.save([{**row, "accuracy": 0.9}, {**row, "seed": 1, "accuracy": 0.7}], path)
+    records = pd.read_csv(path)
+    assert len(records) == 2
+    assert sorted(records["accuracy"]) == [0.7, 0.9]  # the rerun of seed 0 replaced the first record
+    text = depth.report(path, tmp_path / "depth.md")
+    assert "| 0.05 | 80 | dice | 2 | 0.800 ± 0.141 |" in text
+    assert "**0.80**" in depth.readme_table(path)
