@@ -218,7 +218,7 @@ for fraction in (1.0, 0.2, 0.05):
     }
 for fraction, messages in notes.items():
     print(f"{fraction:.0%} of the depth:", *messages or ["no warning"], sep="\n  ")
-depth_table = pd.DataFrame(rows).T
+depth_table = pd.DataFrame(rows).T.astype({"cells": int, "unassigned": int})
 depth_table.index.name = "depth kept"
 depth_table.round(3)
 

@@ -98,7 +98,7 @@ for name, query in (("A: held-out human cells", query_a), ("B: mouse cells", que
         "median novelty": obs["dice_novelty"].median(),
         "median uncertainty": obs["dice_uncertainty"].median(),
     }
-pd.DataFrame(rows).T.round(3)
+pd.DataFrame(rows).T.astype({"cells": int}).round(3)
 
 # %% [markdown]
 # Query B's label accuracy is zero by construction ("Mouse" is not an atlas label); what matters is that
