@@ -356,6 +356,7 @@ def report(path: Path = RESULTS, out: Path = REPORT) -> str:
         "error to the same method's full-depth embedding of the same cells, over that embedding's variance.",
         "",
     ]
+    lines += [*summary_lines(records), ""]
     for task, rows in records.groupby("task", sort=False):
         lines += [f"## {task}", "", "| f | UMIs | method | n | " + " | ".join(c[1] for c in columns) + " |"]
         lines.append("|" + "---|" * (4 + len(columns)))
@@ -371,6 +372,45 @@ def report(path: Path = RESULTS, out: Path = REPORT) -> str:
     text = "\n".join(lines)
     out.write_text(text)
     return text
+
+
+def summary_lines(records: pd.DataFrame) -> list[str]:
+    """One row per task and depth: DICE against the best peer on each metric (means over seeds)."""
+
+    def mean(rows, method, metric):
+        v = rows[rows["method"] == method][metric].dropna() if metric in rows else pd.Series(dtype=float)
+        return np.nan if v.empty else float(v.mean())
+
+    def best(rows, metric, methods, high=True):
+        values = {m: mean(rows, m, metric) for m in methods}
+        values = {m: v for m, v in values.items() if not np.isnan(v)}
+        if not values:
+            return ""
+        m = (max if high else min)(values, key=values.get)
+        return f"{values[m]:.3f} ({m})"
+
+    peers_label = [m for m in LABEL_METHODS if m != "dice"]
+    peers_embed = [m for m in EMBEDDING_METHODS if m != "dice"]
+    lines = [
+        "## At a glance: DICE against the best peer (means over seeds)",
+        "",
+        "| task | f | seeds | accuracy DICE | best peer | naive Bayes | ECE DICE | wrong & conf > 0.5 DICE | "
+        "ARI DICE | ARI PCA | best peer ARI | fidelity err. DICE | best peer fidelity |",
+        "|" + "---|" * 13,
+    ]
+    for task in records["task"].unique():
+        for f in sorted(records[records["task"] == task]["f"].unique(), reverse=True):
+            rows = records[(records["task"] == task) & (records["f"] == f)]
+            fid = "" if f == 1 else f"{mean(rows, 'dice', 'fidelity'):.3f}"
+            fid_peer = "" if f == 1 else best(rows, "fidelity", peers_embed, high=False)
+            lines.append(
+                f"| {task} | {f:g} | {rows['seed'].nunique()} | {mean(rows, 'dice', 'accuracy'):.3f} | "
+                f"{best(rows, 'accuracy', peers_label)} | {mean(rows, 'naive_bayes', 'accuracy'):.3f} | "
+                f"{mean(rows, 'dice', 'ece'):.3f} | {mean(rows, 'dice', 'confident_wrong'):.3f} | "
+                f"{mean(rows, 'dice', 'ari'):.3f} | {mean(rows, 'pca', 'ari'):.3f} | "
+                f"{best(rows, 'ari', peers_embed)} | {fid} | {fid_peer} |"
+            )
+    return lines
 
 
 def readme_table(path: Path = RESULTS, task: str = "cbmc") -> str:
