@@ -273,20 +273,21 @@ def plot(rows: list[dict], path: Path) -> None:
 
     fig, (ax_time, ax_rss) = plt.subplots(1, 2, figsize=(10, 4))
     series = sorted({(r["step"], r["mode"], r["settings"]) for r in rows})
-    for step, mode, settings in series:
+    for index, (step, mode, settings) in enumerate(series):
+        colour = f"C{index}"  # the same series has the same colour in both panels
         mine = [r for r in rows if (r["step"], r["mode"], r["settings"]) == (step, mode, settings)]
         sizes = sorted({int(r["n_cells"]) for r in mine})
         wall = [np.median([float(r["wall_s"]) for r in mine if int(r["n_cells"]) == n]) for n in sizes]
         rss = [np.median([float(r["peak_rss_mb"]) for r in mine if int(r["n_cells"]) == n]) for n in sizes]
         label = f"{step}, {mode}" + ("" if step == "fit" else f" ({settings})")
         style = "-" if mode == "backed" else "--"
-        ax_time.plot(sizes, wall, style, marker="o", label=label)
-        ax_rss.plot(sizes, rss, style, marker="o", label=label)
+        ax_time.plot(sizes, wall, style, color=colour, marker="o", label=label)
+        ax_rss.plot(sizes, rss, style, color=colour, marker="o", label=label)
         if mode == "dask":
             workers = [
                 np.median([float(r["workers_peak_rss_mb"]) for r in mine if int(r["n_cells"]) == n]) for n in sizes
             ]
-            ax_rss.plot(sizes, workers, ":", marker="x", label=f"{label}, each worker")
+            ax_rss.plot(sizes, workers, ":", color=colour, marker="x", label=f"{label}, each worker")
     all_sizes = sorted({int(r["n_cells"]) for r in rows})
     span = (min(all_sizes, default=SIZES[0]) / 1.5, max(*all_sizes, SIZES[-1]) * 1.5)
     if all_sizes:  # slope 1 through the cheapest series at the smallest size
@@ -349,6 +350,7 @@ def main(argv: list[str] | None = None) -> None:
         "progress": args.progress,
     }
     rows = previous = read_rows(args.out)
+    new = []  # every row of this run, all sizes
     commit, date = _commit(), datetime.now(UTC).strftime("%Y-%m-%dT%H:%MZ")
     for n in args.sizes:
         path = args.data_dir / f"atlas_{n}_{args.genes}.h5ad"
@@ -358,7 +360,6 @@ def main(argv: list[str] | None = None) -> None:
         plan = [(step, mode) for step in STEPS if step in args.steps for mode in args.modes]
         if "denoise" in args.steps and ("fit", "backed") not in plan and not (model_dir / "config.json").exists():
             plan.insert(0, ("fit", "backed"))  # every denoise uses the model of the backed fit
-        new = []
         for step, mode in plan:
             for repeat in range(args.repeats):
                 record = run_step(step, mode, path, model_dir, opts)
