@@ -313,3 +313,16 @@ def test_counts_are_told_from_log_normalised_data(data):
     raw = ad.AnnData(ref.layers["counts"].copy())
     assert count_matrix(raw)[1] == "X"
     assert count_matrix(raw, "some_layer")[0] is None  # a named layer is never read as counts from X
+
+
+def test_a_cell_without_counts_gets_the_prior_not_an_error(data, model):
+    _, counts, labels = data
+    counts = counts.copy()
+    counts[3] = 0.0  # e.g. a deeply thinned cell
+    query = _adata(counts, labels)
+    with pytest.warns(UserWarning, match="1 cells have no counts"):
+        dice.tl.denoise(query, model, settings=SETTINGS, seed=0, progress=False)
+    noise = query.obs["dice_noise_sd"].to_numpy()
+    assert np.all(np.isfinite(query.obsm["X_dice"])) and np.all(np.isfinite(noise))
+    assert noise[3] > 5 * np.median(noise)  # no information: far wider than any measured cell
+    assert query.obs["dice_uncertainty"].to_numpy()[3] > np.percentile(query.obs["dice_uncertainty"], 99)

@@ -23,6 +23,9 @@ from ._base import Measurement
 
 __all__ = ["CountReference", "count_measurement", "fit_count_reference"]
 
+#: Noise variance of a cell without a single count over the genes present, in units of the mean reference
+#: latent variance: so wide that its posterior is the prior (and finite, so the sampler needs no special case).
+EMPTY_CELL_VAR_FACTOR = 100.0
 MAX_LOG1P = 12.0  # decoded log1p expression is capped here (1.6e5 per 1e4 counts: far beyond any real gene)
 
 
@@ -192,24 +195,35 @@ def count_measurement(
     present = np.ones(n_genes, dtype=bool) if present is None else np.asarray(present, dtype=bool)
     if counts.shape[1] != n_genes or present.shape != (n_genes,):
         raise ValueError("counts needs one column per model gene, present one entry per model gene")
+    if level not in ("mean_var", "mean_precision", "matched"):
+        raise ValueError(f"level must be 'mean_var', 'mean_precision' or 'matched', got {level!r}")
     k = embedding.n_comps
-    scores, noise, covs = np.empty((counts.shape[0], k)), np.empty(counts.shape[0]), []
-    for start in range(0, counts.shape[0], block_size):
-        stop = min(start + block_size, counts.shape[0])
-        y, info, mode = _solve_block(_dense(counts[start:stop]), present, embedding, reference, n_iter, None)
-        cov = np.linalg.inv(info)
-        scores[start:stop] = y
-        if level in ("mean_var", "matched"):
-            noise[start:stop] = np.trace(cov, axis1=1, axis2=2) / k
-        elif level == "mean_precision":
-            noise[start:stop] = k / np.trace(info, axis1=1, axis2=2)
-        else:
-            raise ValueError(f"level must be 'mean_var', 'mean_precision' or 'matched', got {level!r}")
-        if level == "matched":  # the isotropic centre whose Gaussian-prior posterior mean is the full one's
-            scores[start:stop] = mode * (1.0 + noise[start:stop, None] / reference.prior_var)
+    n_cells = counts.shape[0]
+    scores, noise = np.zeros((n_cells, k)), np.empty(n_cells)
+    covs = np.empty((n_cells, k, k)) if return_covariance else None
+    empty_var = EMPTY_CELL_VAR_FACTOR * float(np.mean(reference.prior_var))
+    for start in range(0, n_cells, block_size):
+        stop = min(start + block_size, n_cells)
+        block = _dense(counts[start:stop])
+        full = np.flatnonzero(block[:, present].sum(axis=1) > 0)  # a cell without counts carries no information
+        rows = slice(start, stop)
+        noise[rows] = empty_var
         if return_covariance:
-            covs.append(cov)
-    return Measurement(scores, noise, np.concatenate(covs) if return_covariance else None)
+            covs[rows] = empty_var * np.eye(k)
+        if full.size == 0:
+            continue
+        y, info, mode = _solve_block(block[full], present, embedding, reference, n_iter, None)
+        cov = np.linalg.inv(info)
+        at = start + full
+        scores[at] = y
+        noise[at] = (
+            k / np.trace(info, axis1=1, axis2=2) if level == "mean_precision" else np.trace(cov, axis1=1, axis2=2) / k
+        )
+        if level == "matched":  # the isotropic centre whose Gaussian-prior posterior mean is the full one's
+            scores[at] = mode * (1.0 + noise[at, None] / reference.prior_var)
+        if return_covariance:
+            covs[at] = cov
+    return Measurement(scores, noise, covs)
 
 
 def fit_count_reference(

@@ -228,6 +228,15 @@ def measure_counts(embedding, counts, alignment, reference, *, rows=None, block_
         m = count_measurement(sp.csr_matrix(values @ expand), embedding, reference, present=alignment.present)
         scores[block.start : block.stop], noise[block.start : block.stop] = m.scores, m.noise_var
         depth[block.start : block.stop] = np.asarray(values.sum(axis=1)).ravel()
+    n_empty = int(np.sum(depth == 0))
+    if n_empty:
+        warnings.warn(
+            f"{what}: {n_empty} cells have no counts over the model's genes; they carry no information, so their "
+            "posterior is the prior (a large noise_sd and uncertainty). Filter them out first if that is not "
+            "wanted, e.g. with scanpy.pp.filter_cells(adata, min_counts=1) on the model's genes.",
+            UserWarning,
+            stacklevel=4,
+        )
     return Measurement(scores, noise), depth
 
 
