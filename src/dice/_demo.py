@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -64,6 +65,7 @@ def run_demo(*, out_dir: Path, seed: int = 0, n_steps: int = 4000, progress: boo
     import pandas as pd
 
     from . import datasets, metrics, pl, pp, tl
+    from .tl._latent import DepthWarning
 
     started = time.perf_counter()
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -85,7 +87,14 @@ def run_demo(*, out_dir: Path, seed: int = 0, n_steps: int = 4000, progress: boo
         q = thin_counts(query, fraction, seed=seed)
         depth = float(np.median(np.asarray(q.layers["counts"].sum(axis=1)).ravel()))
         print(f"\nquery at {fraction:.0%} depth (median {depth:,.0f} UMIs per cell): transferring labels ...")
-        tl.transfer_labels(q, reference, model, labels_key="label", seed=seed, progress=progress)
+        with warnings.catch_warnings(record=True) as caught:  # the shallow query is the point here: say it once
+            warnings.simplefilter("always", DepthWarning)
+            tl.transfer_labels(q, reference, model, labels_key="label", seed=seed, progress=progress)
+        if any(issubclass(w.category, DepthWarning) for w in caught):
+            print("  (dice warns that this query is far shallower than the reference, and calibrates at its depth)")
+        for w in caught:
+            if not issubclass(w.category, DepthWarning):
+                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
         truth = q.obs["label"].astype(str).to_numpy()
         knn, knn_conf = _knn_labels(reference, q, "label")
         for name, predicted, confidence, rep in (
