@@ -65,16 +65,12 @@ LABEL_METHODS = ("dice", "pca", "scarches", "ingest", "celltypist", "naive_bayes
 
 def thin(counts, fraction: float, seed: int | list[int]) -> sp.csr_matrix:
     """Binomial thinning of raw counts (each count kept with probability ``fraction``)."""
+    from dice.likelihood import thin_counts
+
     counts = sp.csr_matrix(counts, dtype=np.float64)
     if fraction >= 1.0:
         return counts
-    rng = np.random.default_rng(np.random.SeedSequence(seed))
-    out = counts.copy()
-    whole = np.floor(out.data)
-    out.data = rng.binomial(whole.astype(np.int64), fraction) + (rng.random(len(whole)) < (out.data - whole) * fraction)
-    out.data = out.data.astype(np.float64)
-    out.eliminate_zeros()
-    return out
+    return thin_counts(counts, fraction, np.random.default_rng(np.random.SeedSequence(seed)))
 
 
 def shallow_query(query, fraction: float, seed: int | list[int]):

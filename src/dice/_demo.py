@@ -36,11 +36,11 @@ def thin_counts(adata, fraction: float, *, seed: int = 0):
     import scanpy as sc
     import scipy.sparse as sp
 
+    from .likelihood import thin_counts
+
     counts = sp.csr_matrix(adata.layers["counts"], dtype=np.float32)
     if fraction < 1.0:
-        counts = counts.copy()
-        counts.data = np.random.default_rng(seed).binomial(counts.data.astype(np.int64), fraction).astype(np.float32)
-        counts.eliminate_zeros()
+        counts = thin_counts(counts, fraction, np.random.default_rng(seed)).astype(np.float32)
     out = ad.AnnData(counts.copy(), obs=adata.obs.copy(), var=adata.var[[]].copy())
     out.layers["counts"] = counts
     sc.pp.normalize_total(out, target_sum=1e4)

@@ -7,7 +7,7 @@ a negative-binomial model at each cell's mode) in :mod:`._counts`.
 """
 
 from ._base import Measurement
-from ._counts import CountReference, count_measurement, fit_count_reference
+from ._counts import CountReference, count_measurement, fit_count_reference, thin_counts
 from ._gaussian import GAUSSIAN_LIKELIHOODS, GaussianLikelihood
 
 __all__ = [
@@ -17,4 +17,5 @@ __all__ = [
     "Measurement",
     "count_measurement",
     "fit_count_reference",
+    "thin_counts",
 ]

@@ -21,7 +21,7 @@ import scipy.sparse as sp
 
 from ._base import Measurement
 
-__all__ = ["CountReference", "count_measurement", "fit_count_reference"]
+__all__ = ["CountReference", "count_measurement", "fit_count_reference", "thin_counts"]
 
 #: Noise variance of a cell without a single count over the genes present, in units of the mean reference
 #: latent variance: so wide that its posterior is the prior (and finite, so the sampler needs no special case).
@@ -57,6 +57,22 @@ class CountReference:
     prior_var: np.ndarray
     floor: float = 0.05
     min_rate: float = 0.1
+
+
+def thin_counts(counts, keep, rng: np.random.Generator) -> sp.csr_matrix:
+    """Binomial thinning: each count kept with probability ``keep`` (a scalar or one value per cell).
+
+    What a shallower sequencing run of the same cells gives. Non-integer counts (e.g. ambient-corrected) keep
+    their fractional part with probability ``keep`` too, so the expected depth is ``keep`` times the original.
+    """
+    out = sp.csr_matrix(counts, dtype=np.float64, copy=True)
+    p = np.broadcast_to(np.asarray(keep, dtype=np.float64), (out.shape[0],))
+    p = np.repeat(p, np.diff(out.indptr))
+    whole = np.floor(out.data)
+    out.data = rng.binomial(whole.astype(np.int64), p) + (rng.random(len(p)) < (out.data - whole) * p)
+    out.data = out.data.astype(np.float64)
+    out.eliminate_zeros()
+    return out
 
 
 def _dense(block) -> np.ndarray:

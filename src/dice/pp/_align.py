@@ -45,6 +45,16 @@ class GeneAlignment:
             return columns.toarray().astype(np.float32, copy=False) if dense else sp.csr_matrix(columns)
         return np.asarray(columns, dtype=np.float32)
 
+    def take_all(self, block) -> sp.csr_matrix:
+        """The block as CSR over every model gene, in model order; the genes the dataset lacks are zero."""
+        if self._identity:
+            return sp.csr_matrix(block, dtype=np.float64)
+        present = np.flatnonzero(self.present)
+        expand = sp.csr_matrix(
+            (np.ones(present.size), (np.arange(present.size), present)), shape=(present.size, self.present.size)
+        )
+        return sp.csr_matrix(self.take(block, dense=False) @ expand, dtype=np.float64)
+
 
 def align_genes(
     var_names,

@@ -128,19 +128,18 @@ def x_holds_counts(matrix) -> bool:
     return largest > 0
 
 
-def data_matrix(adata, layer: str | None = None):
+def data_matrix(adata, layer: str | None, counts_name: str | None):
     """The log-normalised values the tools read: ``X`` / ``layers[layer]``, or raw-count ``X`` log-normalised.
 
-    Raw-count ``X`` (without ``layers["counts"]``) is read through :class:`dice._blocks.LogNormalized`
-    (``normalize_total(1e4)`` + ``log1p`` per block), and :func:`count_matrix` gives the counts themselves.
+    ``counts_name`` is :func:`count_matrix`'s answer for the same AnnData and layer (asked once by the caller):
+    when it is ``"X"`` the raw counts are read through :class:`dice._blocks.LogNormalized`
+    (``normalize_total(1e4)`` + ``log1p`` per block).
     """
     from .._blocks import LogNormalized
     from .._validation import get_matrix
 
     matrix = get_matrix(adata, layer)
-    if layer is None and COUNTS_LAYER not in adata.layers and count_matrix(adata)[1] == "X":
-        return LogNormalized(matrix)
-    return matrix
+    return LogNormalized(matrix) if counts_name == "X" else matrix
 
 
 def resolve_likelihood(settings: PosteriorSettings, model, has_counts: bool, *, what: str = "adata") -> str:
@@ -214,18 +213,13 @@ def measure_counts(embedding, counts, alignment, reference, *, rows=None, block_
     """
     from ..likelihood._counts import count_measurement
 
-    n_genes = embedding.n_genes
-    columns = np.flatnonzero(alignment.present)
-    expand = sp.csr_matrix(
-        (np.ones(columns.size), (np.arange(columns.size), columns)), shape=(columns.size, n_genes)
-    )  # present genes -> model order, zeros for the rest
     n_cells = int(counts.shape[0]) if rows is None else len(rows)
     scores, noise, depth = np.empty((n_cells, embedding.n_comps)), np.empty(n_cells), np.empty(n_cells)
     block_size = block_size or block_size_for(alignment.n_shared)
     for block in iter_row_blocks(counts, block_size=block_size, rows=rows):
-        values = alignment.take(block.values, dense=False)
+        values = alignment.take_all(block.values)
         _check_counts(values, what)
-        m = count_measurement(sp.csr_matrix(values @ expand), embedding, reference, present=alignment.present)
+        m = count_measurement(values, embedding, reference, present=alignment.present)
         scores[block.start : block.stop], noise[block.start : block.stop] = m.scores, m.noise_var
         depth[block.start : block.stop] = np.asarray(values.sum(axis=1)).ravel()
     n_empty = int(np.sum(depth == 0))
@@ -313,7 +307,7 @@ def measure_adata(
     use = kind == "counts"
     return measure_cells(
         model.embedding,
-        data_matrix(adata, layer),
+        data_matrix(adata, layer, counts_layer),
         adata.var_names,
         settings,
         rows=rows,

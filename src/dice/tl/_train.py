@@ -58,14 +58,14 @@ def fit_prior(
     labels = _labels(adata, labels_key, rows)
     if settings.mixup_prob and labels is None:
         raise DiceInputError("mixup_prob > 0 needs labels_key= (mixup combines cells of the same label).")
-    matrix = data_matrix(adata, layer)
+    counts, counts_layer = count_matrix(adata, layer)  # asked once: on raw-count X it reads every value
+    matrix = data_matrix(adata, layer, counts_layer)
     embedding = LinearEmbedding.fit(
         matrix, adata.var_names, n_comps=n_comps, max_value=settings.max_value, rows=rows, what="adata", layer=layer
     )
     latents = reference_latents(embedding, matrix, rows=rows)
     logger.info("dice: k = %d latent dimensions, reference noise variance %.3g", embedding.n_comps, embedding.noise_var)
     count_reference, kind = None, "projection"
-    counts, counts_layer = count_matrix(adata, layer)
     depth = None
     if counts is not None:
         count_reference, latents, depth = _count_latents(embedding, counts, latents, rows, counts_layer, matrix.shape)

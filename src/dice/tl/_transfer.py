@@ -62,7 +62,7 @@ def _thinned_reference(model, reference, layer, rows, query_cells, pca, seed: in
     import scipy.sparse as sp
 
     from .._blocks import block_size_for, iter_row_blocks
-    from ..likelihood._counts import count_measurement
+    from ..likelihood._counts import count_measurement, thin_counts
     from ..pp._align import align_genes
     from ._latent import CellMeasurements, count_matrix
 
@@ -70,21 +70,14 @@ def _thinned_reference(model, reference, layer, rows, query_cells, pca, seed: in
     embedding = model.embedding
     alignment = align_genes(reference.var_names, embedding.genes, min_shared=0.0, what="reference")
     present = alignment.present & query_cells.likelihood.present
-    columns = np.flatnonzero(alignment.present)
-    expand = sp.csr_matrix(
-        (np.ones(columns.size), (np.arange(columns.size), columns)), shape=(columns.size, len(present))
-    )
     rng = np.random.default_rng(np.random.SeedSequence([seed, 17]))
     scores, noise, depth = np.empty((len(rows), embedding.n_comps)), np.empty(len(rows)), np.empty((2, len(rows)))
     for block in iter_row_blocks(counts, block_size=block_size_for(alignment.n_shared), rows=rows):
-        cal = sp.csr_matrix(alignment.take(block.values, dense=False) @ expand, dtype=np.float64)
-        cal = sp.csr_matrix(cal @ sp.diags(present.astype(np.float64)))  # the query's missing genes drop out
-        cal.eliminate_zeros()
+        cal = sp.csr_matrix(alignment.take_all(block.values) @ sp.diags(present.astype(np.float64)))
+        cal.eliminate_zeros()  # the query's missing genes drop out
         before = np.asarray(cal.sum(axis=1)).ravel()
         target = rng.choice(query_cells.depth, size=len(before), replace=True)
-        p = np.repeat(np.minimum(1.0, target / np.maximum(before, 1.0)), np.diff(cal.indptr))
-        whole = np.floor(cal.data)  # non-integer counts (e.g. ambient-corrected) keep their fraction in expectation
-        cal.data = rng.binomial(whole.astype(np.int64), p) + (rng.random(len(p)) < (cal.data - whole) * p)
+        cal = thin_counts(cal, np.minimum(1.0, target / np.maximum(before, 1.0)), rng)
         m = count_measurement(cal, embedding, model.count_reference, present=present)
         scores[block.start : block.stop], noise[block.start : block.stop] = m.scores, m.noise_var
         depth[:, block.start : block.stop] = before, np.asarray(cal.sum(axis=1)).ravel()
