@@ -1,0 +1,163 @@
+"""Figure: what the coupling strength rho does (paper appendix E), from ``benchmarks/uncertainty_rho.py``'s records.
+
+python benchmarks/plot_rho.py   # writes docs/figures/rho_sweep.png
+
+Three panels against the relative rho (units of the noise sd sigma, log axis): E.1, the spread of 500 draws
+on a fixed noiseless input over the exact posterior's spread, per sampler and input; E.2, the share of
+cells from an unseen cluster whose posterior mean lands inside a training cluster (and of seen cells inside
+their own); E.2 with a single training cluster as the query, the share that stays in it or moves to another.
+The default preset (direct sampler, rho 0) and PCA without denoising are drawn as horizontal lines.
+
+The numbers are read from ``results/synthetic_uncertainty.md``, the tables ``uncertainty_rho.py`` renders
+from the CSVs of its last run (``--seed 0 --parts spread,e2``, current sampler). The unversioned
+``results/synthetic_uncertainty_{spread,e2}.csv`` in the tree are an earlier run (before the sampler's
+fractional start, commit e4eb326) and do not match that report; ``--spread`` / ``--e2`` plot CSVs instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+from io import StringIO
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from matplotlib.ticker import FuncFormatter, NullFormatter
+
+HERE = Path(__file__).parent
+REPORT = HERE / "results" / "synthetic_uncertainty.md"
+OUT = HERE.parent / "docs" / "figures" / "rho_sweep.png"
+#: heading of each table in the report -> (frame, experiment)
+SECTIONS = {"E.1": ("spread", None), "E.2 novel": ("e2", "e2_novel"), "E.2 single": ("e2", "e2_single")}
+INPUTS = {"cluster 2 centre": "o", "midpoint of centres": "s"}
+SAMPLERS = {"direct": ("direct sampler", "tab:red", "-"), "gibbs": ("split Gibbs chain", "tab:blue", "--")}
+
+
+def _table(lines: list[str]) -> pd.DataFrame:
+    rows = [line for line in lines if line.startswith("|") and not set(line) <= set("|-: ")]
+    text = "\n".join(line.strip().strip("|") for line in rows)
+    frame = pd.read_csv(StringIO(text), sep="|", skipinitialspace=True)
+    frame.columns = [c.strip() for c in frame.columns]
+    for col in frame.columns:
+        frame[col] = frame[col].astype(str).str.strip()
+        numeric = pd.to_numeric(frame[col], errors="coerce")
+        if numeric.notna().any() or (frame[col] == "nan").all():
+            frame[col] = numeric
+    return frame
+
+
+def read_report(path: Path = REPORT) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The E.1 spread table and the two E.2 tables (as one frame with ``experiment``) of the report."""
+    found: dict[str, list[str]] = {}
+    current = None
+    for line in Path(path).read_text().splitlines():
+        if line.startswith("#### "):
+            current = next((k for k in SECTIONS if line[5:].startswith(k)), None)
+            if current is not None:
+                found[current] = []
+        elif current is not None and line.startswith("|"):
+            found[current].append(line)
+    missing = set(SECTIONS) - set(found)
+    if missing:
+        raise ValueError(f"{path} lacks the table(s) {sorted(missing)}")
+    spread = _table(found["E.1"])
+    e2 = pd.concat(
+        [_table(found[k]).assign(experiment=SECTIONS[k][1]) for k in ("E.2 novel", "E.2 single")], ignore_index=True
+    )
+    return spread, e2
+
+
+def _reference_lines(ax, rows: pd.DataFrame, column: str, color: str) -> None:
+    """Horizontal lines for the runs without a rho: PCA (no denoising) and the default preset (one line if equal)."""
+    names = {"PCA": "PCA", "default": "default preset (rho 0)"}
+    values = {}
+    for prefix, name in names.items():
+        hit = rows[rows["run"].astype(str).str.startswith(prefix)]
+        if len(hit) and np.isfinite(hit[column].iloc[0]):
+            values[name] = float(hit[column].iloc[0])
+    if len(values) == 2 and round(values[names["PCA"]], 3) == round(values[names["default"]], 3):
+        values = {"PCA and default preset (rho 0)": values[names["PCA"]]}
+    for (name, value), ls in zip(values.items(), (":", "-.")):
+        ax.axhline(value, color=color, ls=ls, lw=1.0, alpha=0.6, label=f"{name}: {value:.3f}")
+
+
+def plot(spread: pd.DataFrame, e2: pd.DataFrame, out: Path = OUT) -> Path:
+    fig, axes = plt.subplots(1, 3, figsize=(11.5, 4.8), layout="constrained", sharex=True)
+    ax = axes[0]
+    for sampler, (name, color, ls) in SAMPLERS.items():
+        for source, marker in INPUTS.items():
+            g = spread[(spread["sampler"] == sampler) & (spread["input"] == source)].sort_values("rho")
+            if len(g):
+                ax.plot(g["rho"], g["sd_ratio"], color=color, ls=ls, marker=marker, ms=4, label=f"{name}, {source}")
+    ax.axhline(1.0, color="0.5", lw=0.8)
+    ax.set_ylabel("spread of 500 draws / exact posterior spread", fontsize=8)
+    ax.set_title("E.1 posterior spread on a fixed input\n(Setup 1, 500 draws)", fontsize=9)
+
+    novel = e2[e2["experiment"] == "e2_novel"]
+    swept = novel[novel["rho"].notna() & novel["run"].astype(str).str.startswith("Gibbs")].sort_values("rho")
+    ax = axes[1]
+    series = (
+        ("novel_mean_in_training", "unseen cells: mean in a training cluster", "tab:red", "o"),
+        ("novel_sample_in_training", "unseen cells: draw in a training cluster", "tab:red", "x"),
+        ("known_mean_in_own_cluster", "seen cells: mean in own cluster", "tab:green", "o"),
+    )
+    for column, label, color, marker in series:
+        if column in swept:
+            ax.plot(swept["rho"], swept[column], color=color, marker=marker, ms=4, label=label)
+    _reference_lines(ax, novel, "novel_mean_in_training", "tab:red")
+    ax.set_ylabel("share of query cells", fontsize=8)
+    ax.set_title("E.2 half the query from an unseen cluster\n(Gibbs chain, constant rho)", fontsize=9)
+
+    single = e2[e2["experiment"] == "e2_single"]
+    swept = single[single["rho"].notna() & single["run"].astype(str).str.startswith("Gibbs")].sort_values("rho")
+    ax = axes[2]
+    series = (
+        ("mean_in_source", "mean in its own training cluster", "tab:green", "o"),
+        ("mean_in_other", "mean in another training cluster", "tab:red", "o"),
+        ("mean_outside", "mean outside every cluster", "0.45", "o"),
+    )
+    for column, label, color, marker in series:
+        if column in swept:
+            ax.plot(swept["rho"], swept[column], color=color, marker=marker, ms=4, label=label)
+    _reference_lines(ax, single, "mean_in_source", "tab:green")
+    ax.set_ylabel("share of query cells", fontsize=8)
+    ax.set_title("E.2 query = one training cluster\n(Gibbs chain, constant rho)", fontsize=9)
+
+    for ax in axes:
+        ax.set_xscale("log")
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x:g}"))
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.set_xlabel("relative rho (units of the noise sd σ)", fontsize=8)
+        ax.tick_params(labelsize=7)
+        ax.legend(fontsize=7, frameon=False, loc="upper center", bbox_to_anchor=(0.5, -0.14))
+    for ax in axes[1:]:
+        ax.set_ylim(-0.03, 1.03)
+    ratios = spread["sd_ratio"].to_numpy(np.float64)
+    axes[0].set_ylim(min(0.7, np.nanmin(ratios) - 0.05), max(1.15, np.nanmax(ratios) + 0.05))
+    fig.suptitle("Coupling strength rho on Setup 1 and the five-cluster E.2 data (seed 0)", fontsize=10)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=130)
+    plt.close(fig)
+    return out
+
+
+def main(report: Path = REPORT, out: Path = OUT, spread_csv: Path | None = None, e2_csv: Path | None = None) -> Path:
+    """Write the figure from the report's tables, or from the spread / e2 CSVs where both are given."""
+    if spread_csv is not None and e2_csv is not None:
+        spread, e2 = pd.read_csv(spread_csv), pd.read_csv(e2_csv)
+    else:
+        spread, e2 = read_report(report)
+    return plot(spread, e2, out)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--spread", type=Path, help="a synthetic_uncertainty_spread CSV instead of the report")
+    parser.add_argument("--e2", type=Path, help="a synthetic_uncertainty_e2 CSV instead of the report")
+    parser.add_argument("--out", type=Path, default=OUT)
+    args = parser.parse_args()
+    print(main(out=args.out, spread_csv=args.spread, e2_csv=args.e2))
