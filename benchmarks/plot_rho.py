@@ -8,16 +8,13 @@ cells from an unseen cluster whose posterior mean lands inside a training cluste
 their own); E.2 with a single training cluster as the query, the share that stays in it or moves to another.
 The default preset (direct sampler, rho 0) and PCA without denoising are drawn as horizontal lines.
 
-The numbers are read from ``results/synthetic_uncertainty.md``, the tables ``uncertainty_rho.py`` renders
-from the CSVs of its last run (``--seed 0 --parts spread,e2``, current sampler). The unversioned
-``results/synthetic_uncertainty_{spread,e2}.csv`` in the tree are an earlier run (before the sampler's
-fractional start, commit e4eb326) and do not match that report; ``--spread`` / ``--e2`` plot CSVs instead.
+The numbers are read from ``results/synthetic_uncertainty_{spread,e2}.csv``, the records of
+``uncertainty_rho.py --seed 0 --parts spread,e2`` (the run ``results/synthetic_uncertainty.md`` renders).
 """
 
 from __future__ import annotations
 
 import argparse
-from io import StringIO
 from pathlib import Path
 
 import matplotlib
@@ -29,46 +26,16 @@ import pandas as pd
 from matplotlib.ticker import FuncFormatter, NullFormatter
 
 HERE = Path(__file__).parent
-REPORT = HERE / "results" / "synthetic_uncertainty.md"
+SPREAD = HERE / "results" / "synthetic_uncertainty_spread.csv"
+E2 = HERE / "results" / "synthetic_uncertainty_e2.csv"
 OUT = HERE.parent / "docs" / "figures" / "rho_sweep.png"
-#: heading of each table in the report -> (frame, experiment)
-SECTIONS = {"E.1": ("spread", None), "E.2 novel": ("e2", "e2_novel"), "E.2 single": ("e2", "e2_single")}
 INPUTS = {"cluster 2 centre": "o", "midpoint of centres": "s"}
 SAMPLERS = {"direct": ("direct sampler", "tab:red", "-"), "gibbs": ("split Gibbs chain", "tab:blue", "--")}
 
 
-def _table(lines: list[str]) -> pd.DataFrame:
-    rows = [line for line in lines if line.startswith("|") and not set(line) <= set("|-: ")]
-    text = "\n".join(line.strip().strip("|") for line in rows)
-    frame = pd.read_csv(StringIO(text), sep="|", skipinitialspace=True)
-    frame.columns = [c.strip() for c in frame.columns]
-    for col in frame.columns:
-        frame[col] = frame[col].astype(str).str.strip()
-        numeric = pd.to_numeric(frame[col], errors="coerce")
-        if numeric.notna().any() or (frame[col] == "nan").all():
-            frame[col] = numeric
-    return frame
-
-
-def read_report(path: Path = REPORT) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The E.1 spread table and the two E.2 tables (as one frame with ``experiment``) of the report."""
-    found: dict[str, list[str]] = {}
-    current = None
-    for line in Path(path).read_text().splitlines():
-        if line.startswith("#### "):
-            current = next((k for k in SECTIONS if line[5:].startswith(k)), None)
-            if current is not None:
-                found[current] = []
-        elif current is not None and line.startswith("|"):
-            found[current].append(line)
-    missing = set(SECTIONS) - set(found)
-    if missing:
-        raise ValueError(f"{path} lacks the table(s) {sorted(missing)}")
-    spread = _table(found["E.1"])
-    e2 = pd.concat(
-        [_table(found[k]).assign(experiment=SECTIONS[k][1]) for k in ("E.2 novel", "E.2 single")], ignore_index=True
-    )
-    return spread, e2
+def read_records(spread: Path = SPREAD, e2: Path = E2) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The E.1 spread records and the E.2 records (``experiment`` column: ``e2_novel`` / ``e2_single``)."""
+    return pd.read_csv(spread), pd.read_csv(e2)
 
 
 def _reference_lines(ax, rows: pd.DataFrame, column: str, color: str) -> None:
@@ -145,19 +112,15 @@ def plot(spread: pd.DataFrame, e2: pd.DataFrame, out: Path = OUT) -> Path:
     return out
 
 
-def main(report: Path = REPORT, out: Path = OUT, spread_csv: Path | None = None, e2_csv: Path | None = None) -> Path:
-    """Write the figure from the report's tables, or from the spread / e2 CSVs where both are given."""
-    if spread_csv is not None and e2_csv is not None:
-        spread, e2 = pd.read_csv(spread_csv), pd.read_csv(e2_csv)
-    else:
-        spread, e2 = read_report(report)
-    return plot(spread, e2, out)
+def main(out: Path = OUT, spread_csv: Path = SPREAD, e2_csv: Path = E2) -> Path:
+    """Write the figure from the spread and E.2 records."""
+    return plot(*read_records(spread_csv, e2_csv), out)
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--spread", type=Path, help="a synthetic_uncertainty_spread CSV instead of the report")
-    parser.add_argument("--e2", type=Path, help="a synthetic_uncertainty_e2 CSV instead of the report")
+    parser.add_argument("--spread", type=Path, default=SPREAD, help="a synthetic_uncertainty_spread CSV")
+    parser.add_argument("--e2", type=Path, default=E2, help="a synthetic_uncertainty_e2 CSV")
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args()
     print(main(out=args.out, spread_csv=args.spread, e2_csv=args.e2))

@@ -1,6 +1,6 @@
 """The documentation's benchmark figures render from the committed records (no training, a few seconds).
 
-``benchmarks/plot_rho.py`` (rho sweep, from ``results/synthetic_uncertainty.md``) and the plotting step of
+``benchmarks/plot_rho.py`` (rho sweep, from ``results/synthetic_uncertainty_{spread,e2}.csv``) and the plotting step of
 ``benchmarks/figures_cbmc.py`` (reliability diagram, PCA-vs-DICE UMAPs, from ``results/figures_cbmc.csv``).
 """
 
@@ -30,7 +30,7 @@ def _check_png(path: Path, min_width: int = 800) -> None:
 
 
 def test_rho_sweep_figure(tmp_path):
-    spread, e2 = plot_rho.read_report()
+    spread, e2 = plot_rho.read_records()
     assert len(spread) == 24 and set(spread["sampler"]) == {"direct", "gibbs"}
     assert set(e2["experiment"]) == {"e2_novel", "e2_single"}
     assert spread["sd_ratio"].between(0.5, 1.5).all()
