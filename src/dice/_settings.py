@@ -271,6 +271,11 @@ class TransferSettings(_Settings):
         sequencing depth (a shallow query is neither classified nor calibrated on deep cells).
         ``"reference"``: the reference cells at their own depth.
         Without counts on both sides the calibration is at the reference's depth either way.
+    count_evidence
+        With counts on both sides and ``calibration_depth="query"``: stack the latent classifier with each
+        label's multinomial count profile (``dice.tl._count_evidence``), both weights fitted on the
+        depth-matched calibration cells (they replace the temperature). It keeps labels right where the
+        latent posterior is loose, e.g. a shallow reference. ``False``: the latent classifier alone.
     labels_mixup
         Train the prior (when none is given) with the paper's same-label mixup.
     """
@@ -284,6 +289,7 @@ class TransferSettings(_Settings):
     calibration_fraction: float = 0.15
     max_calibration_cells: int = 1500
     calibration_depth: str = "query"
+    count_evidence: bool = True
     labels_mixup: bool = False
 
     def __post_init__(self) -> None:
@@ -301,3 +307,5 @@ class TransferSettings(_Settings):
         _finite("calibration_fraction", self.calibration_fraction, low=0.0, low_open=True, high=0.9)
         _positive_int("max_calibration_cells", self.max_calibration_cells)
         _choice("calibration_depth", self.calibration_depth, ("query", "reference"))
+        if not isinstance(self.count_evidence, bool):
+            raise DiceInputError(f"count_evidence must be True or False, got {self.count_evidence!r}.")

@@ -326,3 +326,30 @@ def test_a_cell_without_counts_gets_the_prior_not_an_error(data, model):
     assert np.all(np.isfinite(query.obsm["X_dice"])) and np.all(np.isfinite(noise))
     assert noise[3] > 5 * np.median(noise)  # no information: far wider than any measured cell
     assert query.obs["dice_uncertainty"].to_numpy()[3] > np.percentile(query.obs["dice_uncertainty"], 99)
+
+
+def test_count_evidence_is_stacked_and_can_be_switched_off(data, model):
+    ref, counts, labels = data
+    shallow = _adata(_thin(counts, 0.05, seed=4), labels)
+    out = {}
+    for evidence in (True, False):
+        with pytest.warns(DepthWarning):
+            out[evidence] = dice.tl.transfer_labels(
+                shallow,
+                ref,
+                model,
+                labels_key="label",
+                settings=SETTINGS,
+                transfer=dice.tl.TransferSettings(count_evidence=evidence),
+                seed=0,
+                copy=True,
+                progress=False,
+            )
+    on, off = (out[e].uns["dice_label_transfer"] for e in (True, False))
+    assert on["count_evidence"] is True and off["count_evidence"] is False
+    assert on["count_weight"] >= 0.0 and off["count_weight"] == 0.0
+    accuracy = {e: np.mean(o.obs["dice_label"].astype(str).to_numpy() == labels) for e, o in out.items()}
+    assert accuracy[True] >= accuracy[False] - 0.03, accuracy
+    p = out[True].obsm["dice_label_probabilities"].to_numpy()
+    np.testing.assert_allclose(p.sum(axis=1), 1.0)
+    np.testing.assert_array_equal(shallow.layers["counts"].toarray(), _thin(counts, 0.05, seed=4))  # untouched

@@ -10,9 +10,9 @@ from anndata import AnnData
 
 from .._settings import PosteriorSettings, TrainSettings, TransferSettings, check_seed
 from .._validation import DiceInputError, check_adata
-from ..likelihood import Measurement
 from ._classifiers import KnnVotes, LogisticLatent
 from ._confidence import credible_sets, knn_votes, set_strings
+from ._count_evidence import count_profiles, fit_stack, query_loglik, stack, thinned_reference
 
 __all__ = ["transfer_labels"]
 
@@ -48,50 +48,6 @@ def _calibration_split(codes: np.ndarray, fraction: float, max_cells: int, seed:
         n_c = min(round(n_total * len(members) / len(codes)), len(members) - 2)
         held[rng.choice(members, size=max(n_c, 1), replace=False)] = True
     return held
-
-
-def _thinned_reference(model, reference, layer, rows, query_cells, pca, seed: int):
-    """The reference cells ``rows`` with their counts thinned to the query's depths, measured with counts.
-
-    Each reference cell gets a target depth drawn from the query's depths and keeps each of its counts with
-    probability ``min(1, target / depth)`` (binomial thinning: what a shallower run of the same cell gives);
-    genes the query lacks are dropped, as in the query's measurement. Classifier, temperature, novelty scale
-    and label-set threshold then all see reference cells as deep as the query. ``pca`` (the cells' ``V^T x``
-    at full depth) is kept as the neighbour index. Returns the measurements and a depth summary.
-    """
-    import scipy.sparse as sp
-
-    from .._blocks import block_size_for, iter_row_blocks
-    from ..likelihood._counts import count_measurement, thin_counts
-    from ..pp._align import align_genes
-    from ._latent import CellMeasurements, count_matrix
-
-    counts, _ = count_matrix(reference, layer)
-    embedding = model.embedding
-    alignment = align_genes(reference.var_names, embedding.genes, min_shared=0.0, what="reference")
-    present = alignment.present & query_cells.likelihood.present
-    rng = np.random.default_rng(np.random.SeedSequence([seed, 17]))
-    scores, noise, depth = np.empty((len(rows), embedding.n_comps)), np.empty(len(rows)), np.empty((2, len(rows)))
-    for block in iter_row_blocks(counts, block_size=block_size_for(alignment.n_shared), rows=rows):
-        cal = sp.csr_matrix(alignment.take_all(block.values) @ sp.diags(present.astype(np.float64)))
-        cal.eliminate_zeros()  # the query's missing genes drop out
-        before = np.asarray(cal.sum(axis=1)).ravel()
-        target = rng.choice(query_cells.depth, size=len(before), replace=True)
-        cal = thin_counts(cal, np.minimum(1.0, target / np.maximum(before, 1.0)), rng)
-        m = count_measurement(cal, embedding, model.count_reference, present=present)
-        scores[block.start : block.stop], noise[block.start : block.stop] = m.scores, m.noise_var
-        depth[:, block.start : block.stop] = before, np.asarray(cal.sum(axis=1)).ravel()
-    cells = CellMeasurements(
-        scores.astype(np.float32),
-        np.zeros(len(rows)),
-        pca,
-        query_cells.likelihood,
-        query_cells.noise_rule,
-        Measurement(scores, noise),
-        query_cells.counts_layer,
-        depth[1],
-    )
-    return cells, {"median_before": float(np.median(depth[0])), "median_after": float(np.median(depth[1]))}
 
 
 def _mean_distance(means, index, codes, n_classes, n_neighbors) -> np.ndarray:
@@ -277,9 +233,17 @@ def transfer_labels(
         progress=progress,
         kind="gene_weighted" if matched else kind,
     )
-    ref_depth = None
+    ref_depth = ref_ll = query_ll = None
+    evidence = matched and transfer.count_evidence
     if matched:  # train and calibrate at the query's depth: the reference cells thinned to it
-        ref_cells, ref_depth = _thinned_reference(model, reference, layer, labelled, query_cells, ref_cells.pca, seed)
+        profiles = None
+        if evidence:  # label profiles from the non-calibration cells only: the calibration cells stay unseen
+            train = np.flatnonzero(~held)
+            profiles = count_profiles(model, reference, layer, labelled[train], codes[train], len(classes), query_cells)
+            query_ll = query_loglik(model, adata, layer, profiles)
+        ref_cells, ref_depth, ref_ll = thinned_reference(
+            model, reference, layer, labelled, query_cells, ref_cells.pca, seed, profiles
+        )
     keep = transfer.classifier == "knn" or store_samples
     calibration = posterior_of(
         model, ref_cells, settings, rows=np.flatnonzero(held), seed=seed, keep_samples=True, progress=progress
@@ -305,17 +269,23 @@ def transfer_labels(
         query_model = KnnVotes(index, codes, n_classes, n_neighbors)
     cal_raw = cal_model.probabilities(calibration.samples, calibration.mean)
     cal_dist = _mean_distance(calibration.mean, index[~held], codes[~held], n_classes, n_neighbors)
-    temperature = _fit_temperature(cal_raw, codes[held], pseudo)
+    cal_log = np.log(cal_raw + pseudo)
+    if evidence:  # latent and count experts stacked; the weights replace the temperature
+        weights = fit_stack(cal_log, ref_ll[np.flatnonzero(held)], codes[held])
+    else:
+        weights = (1.0 / _fit_temperature(cal_raw, codes[held], pseudo), 0.0)
+    temperature = 1.0 / weights[0]
     novelty = _Novelty(cal_dist, transfer.novelty_alpha, transfer.novelty_margin)
     raw = query_model.probabilities(query.samples, query.mean)
     dist = _mean_distance(query.mean, index, codes, n_classes, n_neighbors)
 
-    def finish(p, d):
+    def finish(p, d, loglik):
         weight = novelty.weight(d)[:, None]
-        p = _temper(p, temperature, pseudo) * weight
+        p = stack(np.log(p + pseudo), loglik, weights) * weight
         return np.hstack([p, 1.0 - weight]) if transfer.novelty_alpha is not None else p
 
-    cal_p, probabilities = finish(cal_raw, cal_dist), finish(raw, dist)
+    cal_loglik = ref_ll[np.flatnonzero(held)] if evidence else None
+    cal_p, probabilities = finish(cal_raw, cal_dist, cal_loglik), finish(raw, dist, query_ll)
     names = np.append(classes, UNASSIGNED) if transfer.novelty_alpha is not None else classes
     threshold = _conformal_threshold(cal_p[np.arange(len(cal_p)), codes[held]], transfer.alpha)
     if transfer.set_method == "conformal":
@@ -344,6 +314,8 @@ def transfer_labels(
         "classes": list(map(str, classes)),
         "conformal_threshold": threshold,
         "temperature": temperature,
+        "count_evidence": bool(evidence),
+        "count_weight": weights[1],
         "pseudo_count": pseudo,
         "novelty_distance_quantile": novelty.quantile,
         "n_calibration_cells": int(held.sum()),

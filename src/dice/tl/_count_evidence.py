@@ -1,0 +1,171 @@
+"""Counts in label transfer: the reference thinned to the query's depth, and each label's count profile.
+
+:func:`thinned_reference` measures the labelled reference cells after binomially thinning them to depths
+drawn from the query's, so that classifier and calibration hold at the query's depth.
+
+The latent classifier sees a cell through its k-dimensional posterior; a shallow reference (tens of counts
+per cell) pins that posterior loosely, while the counts themselves still separate the labels well over
+thousands of genes. So with counts on both sides, ``transfer_labels`` adds a second expert: the
+multinomial log-likelihood of the cell's counts under each label's mean profile (the reference's
+non-calibration cells of that label, summed, one pseudo-count per gene). The two are stacked,
+``log p(label) = w_latent log p_latent + w_counts loglik_counts + const``, with the two weights fitted by
+held-out likelihood on the calibration cells, which are thinned to the query's depth: where the latent is
+sharper the counts get little weight, where the reference is shallow they get more. The weights replace
+the temperature (``w_counts = 0`` is the temperature ``1 / w_latent``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+
+__all__ = ["CountProfiles", "count_profiles", "fit_stack", "query_loglik", "stack", "thinned_reference"]
+
+
+class CountProfiles:
+    """Each label's log multinomial profile over the model genes the query measured.
+
+    Parameters
+    ----------
+    counts
+        Raw counts of the reference, read in row blocks.
+    alignment
+        The reference's :class:`dice.pp._align.GeneAlignment` onto the model genes.
+    present
+        Bool mask of the model genes used (measured by the query and the reference).
+    rows, codes
+        Reference positions of the cells whose counts make the profiles, and their label codes.
+    n_classes
+        Number of labels.
+    """
+
+    def __init__(self, counts, alignment, present, rows, codes, n_classes: int, pseudo: float = 1.0):
+        from .._blocks import block_size_for, iter_row_blocks
+
+        order = np.argsort(rows, kind="stable")
+        rows, codes = np.asarray(rows)[order], np.asarray(codes)[order]
+        sums = np.zeros((n_classes, len(present)))
+        for block in iter_row_blocks(counts, block_size=block_size_for(alignment.n_shared), rows=rows):
+            values = sp.csr_matrix(alignment.take_all(block.values), dtype=np.float64)
+            member = sp.csr_matrix(
+                (np.ones(values.shape[0]), (codes[block.start : block.stop], np.arange(values.shape[0]))),
+                shape=(n_classes, values.shape[0]),
+            )
+            sums += np.asarray((member @ values).todense())
+        sums = sums[:, present] + pseudo
+        self.present = np.asarray(present, dtype=bool)
+        self.log_profiles = np.log(sums / sums.sum(axis=1, keepdims=True))  # classes x present genes
+
+    def loglik(self, counts_model) -> np.ndarray:
+        """Multinomial log-likelihood (up to a per-cell constant) of cells x model-gene counts, per label.
+
+        Centred per cell (its maximum over labels is 0), so only the differences between labels remain.
+        """
+        values = sp.csr_matrix(counts_model, dtype=np.float64)[:, self.present]
+        out = np.asarray(values @ self.log_profiles.T)
+        return out - out.max(axis=1, keepdims=True)
+
+
+def thinned_reference(model, reference, layer, rows, query_cells, pca, seed: int, profiles=None):
+    """The reference cells ``rows`` with their counts thinned to the query's depths, measured with counts.
+
+    Each reference cell gets a target depth drawn from the query's depths and keeps each of its counts with
+    probability ``min(1, target / depth)`` (binomial thinning: what a shallower run of the same cell gives);
+    genes the query lacks are dropped, as in the query's measurement. Classifier, temperature, novelty scale
+    and label-set threshold then all see reference cells as deep as the query. ``pca`` (the cells' ``V^T x``
+    at full depth) is kept as the neighbour index. Returns the measurements, a depth summary and, with
+    ``profiles`` (:class:`CountProfiles`), each thinned cell's count log-likelihood per label (else ``None``).
+    """
+    import scipy.sparse as sp
+
+    from .._blocks import block_size_for, iter_row_blocks
+    from ..likelihood import Measurement
+    from ..likelihood._counts import count_measurement, thin_counts
+    from ..pp._align import align_genes
+    from ._latent import CellMeasurements, count_matrix
+
+    counts, _ = count_matrix(reference, layer)
+    embedding = model.embedding
+    alignment = align_genes(reference.var_names, embedding.genes, min_shared=0.0, what="reference")
+    present = alignment.present & query_cells.likelihood.present
+    rng = np.random.default_rng(np.random.SeedSequence([seed, 17]))
+    scores, noise, depth = np.empty((len(rows), embedding.n_comps)), np.empty(len(rows)), np.empty((2, len(rows)))
+    loglik = None if profiles is None else np.empty((len(rows), profiles.log_profiles.shape[0]))
+    for block in iter_row_blocks(counts, block_size=block_size_for(alignment.n_shared), rows=rows):
+        cal = sp.csr_matrix(alignment.take_all(block.values) @ sp.diags(present.astype(np.float64)))
+        cal.eliminate_zeros()  # the query's missing genes drop out
+        before = np.asarray(cal.sum(axis=1)).ravel()
+        target = rng.choice(query_cells.depth, size=len(before), replace=True)
+        cal = thin_counts(cal, np.minimum(1.0, target / np.maximum(before, 1.0)), rng)
+        m = count_measurement(cal, embedding, model.count_reference, present=present)
+        scores[block.start : block.stop], noise[block.start : block.stop] = m.scores, m.noise_var
+        depth[:, block.start : block.stop] = before, np.asarray(cal.sum(axis=1)).ravel()
+        if profiles is not None:
+            loglik[block.start : block.stop] = profiles.loglik(cal)
+    cells = CellMeasurements(
+        scores.astype(np.float32),
+        np.zeros(len(rows)),
+        pca,
+        query_cells.likelihood,
+        query_cells.noise_rule,
+        Measurement(scores, noise),
+        query_cells.counts_layer,
+        depth[1],
+    )
+    return cells, {"median_before": float(np.median(depth[0])), "median_after": float(np.median(depth[1]))}, loglik
+
+
+def count_profiles(model, reference, layer, rows, codes, n_classes, query_cells) -> CountProfiles:
+    """Label profiles from the reference cells ``rows`` over the model genes both sides measured."""
+    from ..pp._align import align_genes
+    from ._latent import count_matrix
+
+    counts, _ = count_matrix(reference, layer)
+    alignment = align_genes(reference.var_names, model.embedding.genes, min_shared=0.0, what="reference")
+    present = alignment.present & query_cells.likelihood.present
+    return CountProfiles(counts, alignment, present, rows, codes, n_classes)
+
+
+def query_loglik(model, adata, layer, profiles: CountProfiles) -> np.ndarray:
+    """Each query cell's count log-likelihood per label (read in row blocks)."""
+    from .._blocks import block_size_for, iter_row_blocks
+    from ..pp._align import align_genes
+    from ._latent import count_matrix
+
+    counts, _ = count_matrix(adata, layer)
+    alignment = align_genes(adata.var_names, model.embedding.genes, min_shared=0.0, what="adata")
+    out = np.empty((adata.n_obs, profiles.log_profiles.shape[0]))
+    for block in iter_row_blocks(counts, block_size=block_size_for(alignment.n_shared)):
+        out[block.start : block.stop] = profiles.loglik(alignment.take_all(block.values))
+    return out
+
+
+def stack(log_latent: np.ndarray, loglik: np.ndarray | None, weights: tuple[float, float]) -> np.ndarray:
+    """Probabilities ``softmax(w_latent log p_latent + w_counts loglik)`` (``loglik=None``: latent only)."""
+    logits = weights[0] * log_latent
+    if loglik is not None and weights[1] != 0.0:
+        logits = logits + weights[1] * loglik
+    logits = logits - logits.max(axis=1, keepdims=True)
+    out = np.exp(logits)
+    return out / out.sum(axis=1, keepdims=True)
+
+
+def fit_stack(log_latent: np.ndarray, loglik: np.ndarray, truth: np.ndarray) -> tuple[float, float]:
+    """The two non-negative weights of :func:`stack` with the lowest held-out negative log-likelihood.
+
+    A coarse grid (log-spaced latent weights, count weights from 0) then L-BFGS-B from its best point:
+    deterministic, and ``w_counts = 0`` stays reachable when the counts add nothing.
+    """
+    from scipy.optimize import minimize
+
+    rows = np.arange(len(truth))
+
+    def nll(w) -> float:
+        return float(-np.mean(np.log(stack(log_latent, loglik, (w[0], w[1]))[rows, truth] + 1e-300)))
+
+    latent_grid = np.exp(np.linspace(np.log(0.2), np.log(5.0), 9))
+    count_grid = np.concatenate([[0.0], np.exp(np.linspace(np.log(1e-3), np.log(3.0), 12))])
+    start = min(((a, b) for a in latent_grid for b in count_grid), key=nll)
+    result = minimize(nll, np.asarray(start), method="L-BFGS-B", bounds=[(1e-3, 20.0), (0.0, 20.0)])
+    best = result.x if result.fun <= nll(start) else np.asarray(start)
+    return float(best[0]), float(best[1])
