@@ -55,14 +55,17 @@ class CountProfiles:
         sums = sums[:, present] + pseudo
         self.present = np.asarray(present, dtype=bool)
         self.log_profiles = np.log(sums / sums.sum(axis=1, keepdims=True))  # classes x present genes
+        frequency = np.bincount(codes, minlength=n_classes) + 1.0
+        self.log_prior = np.log(frequency / frequency.sum())  # label frequencies: the expert is naive Bayes
 
     def loglik(self, counts_model) -> np.ndarray:
-        """Multinomial log-likelihood (up to a per-cell constant) of cells x model-gene counts, per label.
+        """Naive-Bayes log posterior (up to a per-cell constant) of cells x model-gene counts, per label.
 
-        Centred per cell (its maximum over labels is 0), so only the differences between labels remain.
+        The multinomial log-likelihood of the counts under each label's profile plus the log label
+        frequency, centred per cell (its maximum over labels is 0).
         """
         values = sp.csr_matrix(counts_model, dtype=np.float64)[:, self.present]
-        out = np.asarray(values @ self.log_profiles.T)
+        out = np.asarray(values @ self.log_profiles.T) + self.log_prior
         return out - out.max(axis=1, keepdims=True)
 
 
