@@ -90,6 +90,28 @@ class ValueSummary:
                 self.column_sum += sums
                 self.column_sumsq += squares
 
+    def merge(self, later: ValueSummary) -> None:
+        """Fold in the summary of the rows that follow this one's: a pass made in pieces (e.g. on Dask workers)
+        ends with what one pass over all the rows would have seen (per-gene sums up to rounding)."""
+        if self.first_count_row < 0 and later.first_count_row >= 0:
+            self.first_count_row = self.n_rows + later.first_count_row
+        self.n_count_rows += later.n_count_rows
+        self.n_values += later.n_values
+        self.n_rows += later.n_rows
+        self.n_nonfinite += later.n_nonfinite
+        if later.min < self.min:
+            self.min, self.n_at_min = later.min, later.n_at_min
+        elif later.min == self.min:
+            self.n_at_min += later.n_at_min
+        self.max = max(self.max, later.max)
+        self.all_integer = self.all_integer and later.all_integer
+        if later.column_sum is not None:
+            if self.column_sum is None:
+                self.column_sum, self.column_sumsq = later.column_sum.copy(), later.column_sumsq.copy()
+            else:
+                self.column_sum += later.column_sum
+                self.column_sumsq += later.column_sumsq
+
     def _count_rows(self, block) -> None:
         """Count the rows that look like raw counts (integers only, maximum >= 2): mixed data has some."""
         if sp.issparse(block):

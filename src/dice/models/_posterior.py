@@ -2,7 +2,9 @@
 
 Cells are processed in chunks of :data:`CHUNK_CELLS`; chunk ``c`` (cells ``c * CHUNK_CELLS`` onwards) draws
 from a generator seeded with ``(seed, c)``. The result therefore depends on the seed and the machine only,
-never on how the data were read in blocks.
+never on how the data were read in blocks. A piece of a larger dataset that starts at cell
+``first_chunk * CHUNK_CELLS`` passes ``first_chunk`` and draws what the whole dataset would draw for its cells
+(how :mod:`dice.tl._dask` samples row chunks on Dask workers).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from ._covariance import mean_variance
 from ._sampler import likelihood_step, prior_step, rho_schedule
 from ._schedule import NoiseSchedule
 
-__all__ = ["CHUNK_CELLS", "PosteriorSamples", "sample_posterior"]
+__all__ = ["CHUNK_CELLS", "PosteriorSamples", "sample_posterior", "warn_clamped"]
 
 #: Cells per sampler chunk (times ``n_samples`` rows per network call).
 CHUNK_CELLS = 1024
@@ -63,11 +65,16 @@ def sample_posterior(
     device: torch.device | str = "cpu",
     keep_samples: bool = False,
     progress: bool = True,
+    first_chunk: int = 0,
+    warn: bool = True,
 ) -> PosteriorSamples:
     """Posterior mean, spread and (optionally) ``settings.n_samples`` draws for every cell.
 
     ``scores`` are the cells' latent measurements and ``sigma2`` their noise variances per latent dimension
     (:class:`dice.likelihood.Measurement`); the posterior is the prior times ``N(scores; u, sigma2 I)``.
+    ``first_chunk`` is the sampler chunk of the first cell when these cells are rows
+    ``first_chunk * CHUNK_CELLS`` onwards of a larger dataset (the seeding then matches the whole dataset's);
+    ``warn=False`` leaves the clamped-steps warning to the caller (``PosteriorSamples.n_clamped``).
     """
     from tqdm.auto import tqdm
 
@@ -83,7 +90,7 @@ def sample_posterior(
     n_clamped = 0
     network.eval()
     with tqdm(total=n_cells, desc="sampling posterior", unit="cells", disable=not progress, mininterval=1.0) as bar:
-        for chunk, start in enumerate(range(0, n_cells, CHUNK_CELLS)):
+        for chunk, start in enumerate(range(0, n_cells, CHUNK_CELLS), start=first_chunk):
             stop = min(start + CHUNK_CELLS, n_cells)
             s = torch.as_tensor(np.asarray(scores[start:stop], dtype=np.float32), device=device)
             sig2 = torch.as_tensor(np.asarray(sigma2[start:stop]), device=device, dtype=torch.float32)[:, None]
@@ -107,14 +114,19 @@ def sample_posterior(
             else:
                 means[start:stop] = draws.mean(axis=1)
             bar.update(stop - start)
-    if n_clamped:
-        warnings.warn(
-            f"{n_clamped} prior steps asked for a noise level above the diffusion schedule's maximum "
-            f"({schedule.max_noise_std:.1f} x the latent scale) and started at t = T instead. Lower rho, "
-            "or train the prior with a longer schedule (n_timesteps).",
-            stacklevel=3,
-        )
+    if n_clamped and warn:
+        warn_clamped(n_clamped, schedule, stacklevel=4)
     return PosteriorSamples(means, spread, samples, n_clamped, "tweedie" if tweedie else "samples", uncertainty)
+
+
+def warn_clamped(n_clamped: int, schedule: NoiseSchedule, *, stacklevel: int = 2) -> None:
+    """Warn that ``n_clamped`` prior steps asked for more noise than the schedule has."""
+    warnings.warn(
+        f"{n_clamped} prior steps asked for a noise level above the diffusion schedule's maximum "
+        f"({schedule.max_noise_std:.1f} x the latent scale) and started at t = T instead. Lower rho, "
+        "or train the prior with a longer schedule (n_timesteps).",
+        stacklevel=stacklevel,
+    )
 
 
 def _draw(network, schedule, s, sig2, latent_scale, settings, generator) -> tuple[np.ndarray, int]:

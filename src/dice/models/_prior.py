@@ -229,8 +229,14 @@ class DicePrior:
         seed: int = 0,
         keep_samples: bool = False,
         progress: bool = True,
+        first_chunk: int = 0,
+        warn: bool = True,
     ) -> PosteriorSamples:
-        """Posterior of latent measurements ``scores`` with per-cell noise variances ``sigma2`` (array level)."""
+        """Posterior of latent measurements ``scores`` with per-cell noise variances ``sigma2`` (array level).
+
+        ``first_chunk`` and ``warn``: see :func:`dice.models._posterior.sample_posterior` (rows of a larger
+        dataset seeded as in the whole; the clamped-steps warning left to the caller).
+        """
         logger.info("dice: sampling the posterior of %d cells on device %s", len(scores), self.device)
         return sample_posterior(
             self.network,
@@ -243,6 +249,8 @@ class DicePrior:
             device=self.device,
             keep_samples=keep_samples,
             progress=progress,
+            first_chunk=first_chunk,
+            warn=warn,
         )
 
     def to(self, device: str | torch.device) -> DicePrior:

@@ -115,8 +115,14 @@ def denoise(
         Log-normalised cells (genes matched to the model's by name), ideally with their raw counts in
         ``layers["counts"]`` (the count likelihood then runs; right at any sequencing depth); or raw counts
         in ``X`` itself, log-normalised internally. Not modified on error.
-        A dask-backed ``X`` is read block by block on the active Dask scheduler (threads, processes or a
-        ``distributed`` cluster); the outputs are computed numpy arrays, never dask arrays.
+        A dask-backed ``X`` (or ``layers["counts"]``) is processed chunk by chunk on the active Dask scheduler
+        (threads, synchronous, processes or a ``distributed`` cluster): the reads, the measurement and the
+        posterior of each row chunk (its rows rounded to a multiple of 1,024 cells) run as tasks, on the workers
+        with ``distributed``, where the model is sent once per worker. The client only gathers what needs all
+        cells (the value checks, the depths for the count likelihood, and for ``noise_var="dataset"`` one noise
+        factor per cell, reduced to the dataset's level before the posterior tasks start) and the outputs.
+        Results equal the in-memory ones (same seeds); the outputs are computed numpy arrays, never dask arrays,
+        and no progress bars are shown there (the Dask dashboard shows the tasks).
     model
         A :class:`dice.models.DicePrior` (:func:`dice.tl.train_prior`, :meth:`~dice.models.DicePrior.load`).
         ``None`` trains one on ``adata`` first, with ``n_comps``, ``training`` and ``seed``.
@@ -152,9 +158,10 @@ def denoise(
     (posterior spread: root mean over latent dimensions of the posterior variance),
     ``obs[f"{key_added}_noise_sd"]`` (the measurement's noise sd per latent dimension) and
     ``uns[key_added]`` (``"params"``: every setting and the seed; the likelihood used, genes used, device,
-    package versions, timing).
+    package versions, timing; ``"dask"``: scheduler and chunks, for dask-backed data).
     """
-    from ._latent import measure_adata, posterior_of, require_counts, warn_if_shallow
+    from ._dask import denoise_on_dask, on_dask
+    from ._latent import measure_adata, measurement_inputs, posterior_of, require_counts, warn_if_shallow
 
     started = time.perf_counter()
     settings = PosteriorSettings.resolve(settings)
@@ -164,9 +171,16 @@ def denoise(
     model, trained_here = resolve_model(
         model, adata, layer=layer, n_comps=n_comps, training=training, seed=seed, device=device, progress=progress
     )
-    cells = measure_adata(model, adata, settings, layer=layer, progress=progress)
-    depth = warn_if_shallow(model, cells, what="adata")
-    result = posterior_of(model, cells, settings, seed=seed, keep_samples=store_samples, progress=progress)
+    inputs = measurement_inputs(model, adata, settings, layer=layer)
+    if on_dask(inputs):  # every row chunk measured and sampled as a task on the active Dask scheduler
+        result, depths = denoise_on_dask(
+            model, inputs, adata.var_names, settings, layer=layer, seed=seed, keep_samples=store_samples
+        )
+        depth = warn_if_shallow(model, depths, what="adata")
+    else:
+        cells = measure_adata(model, adata, settings, layer=layer, progress=progress, inputs=inputs)
+        depth = warn_if_shallow(model, cells, what="adata")
+        result = posterior_of(model, cells, settings, seed=seed, keep_samples=store_samples, progress=progress)
     record = {
         "params": {**settings.to_dict(), "seed": seed, "store_samples": store_samples, "layer": layer or "X"},
         **result.info,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import warnings
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import scipy.sparse as sp
@@ -24,9 +25,11 @@ __all__ = [
     "CellMeasurements",
     "DepthWarning",
     "LatentResult",
+    "MeasurementInputs",
     "count_matrix",
     "data_matrix",
     "measure_cells",
+    "measurement_inputs",
     "posterior_of",
     "reference_latents",
     "resolve_likelihood",
@@ -209,7 +212,8 @@ def _check_counts(values, what: str) -> None:
 def measure_counts(embedding, counts, alignment, reference, *, rows=None, block_size=None, what="adata"):
     """:func:`dice.likelihood.count_measurement` of every cell, reading ``counts`` in row blocks.
 
-    Returns the measurement and each cell's depth (its counts over the model genes it has).
+    Returns the measurement and each cell's depth (its counts over the model genes it has); raises
+    :class:`DiceInputError` on negative or non-finite counts.
     """
     from ..likelihood._counts import count_measurement
 
@@ -222,6 +226,11 @@ def measure_counts(embedding, counts, alignment, reference, *, rows=None, block_
         m = count_measurement(values, embedding, reference, present=alignment.present)
         scores[block.start : block.stop], noise[block.start : block.stop] = m.scores, m.noise_var
         depth[block.start : block.stop] = np.asarray(values.sum(axis=1)).ravel()
+    return Measurement(scores, noise), depth
+
+
+def warn_empty_cells(depth: np.ndarray, what: str = "adata", *, stacklevel: int = 2) -> None:
+    """Warn about the cells without counts over the model's genes (their posterior is the prior)."""
     n_empty = int(np.sum(depth == 0))
     if n_empty:
         warnings.warn(
@@ -229,9 +238,39 @@ def measure_counts(embedding, counts, alignment, reference, *, rows=None, block_
             "posterior is the prior (a large noise_sd and uncertainty). Filter them out first if that is not "
             "wanted, e.g. with scanpy.pp.filter_cells(adata, min_counts=1) on the model's genes.",
             UserWarning,
-            stacklevel=4,
+            stacklevel=stacklevel + 1,
         )
-    return Measurement(scores, noise), depth
+
+
+def gaussian_kind(settings: PosteriorSettings, use_counts: bool) -> str:
+    """The Gaussian likelihood measured beside the counts (its ``pca``) or instead of them."""
+    return "gene_weighted" if use_counts and settings.likelihood == "counts" else _likelihood_kind(settings)
+
+
+def measure_values(likelihood: GaussianLikelihood, alignment, matrix, *, rows=None, block_size=None, progress=False):
+    """The Gaussian measurement of log-normalised cells, block by block: ``(scores, factors, pca, summary)``.
+
+    ``summary`` (:class:`dice._validation.ValueSummary`) has seen every value; the caller checks it.
+    """
+    from tqdm.auto import tqdm
+
+    embedding = likelihood.embedding
+    loadings = embedding.loadings[alignment.present].astype(np.float64)
+    n_cells = int(matrix.shape[0]) if rows is None else len(rows)
+    scores = np.empty((n_cells, embedding.n_comps), dtype=np.float32)
+    pca = np.empty_like(scores)
+    factors = np.empty(n_cells)
+    summary = ValueSummary()
+    block_size = block_size or block_size_for(alignment.n_shared)
+    with tqdm(total=n_cells, desc="measuring cells", unit="cells", disable=not progress, mininterval=1.0) as bar:
+        for block in iter_row_blocks(matrix, block_size=block_size, rows=rows):
+            values = alignment.take(block.values)
+            summary.update(values)
+            standardised = embedding.standardize(values, genes=alignment.present)
+            scores[block.start : block.stop], factors[block.start : block.stop] = likelihood.measure_block(standardised)
+            pca[block.start : block.stop] = standardised.astype(np.float64) @ loadings
+            bar.update(block.n_cells)
+    return scores, factors, pca, summary
 
 
 def measure_cells(
@@ -258,27 +297,12 @@ def measure_cells(
     :class:`dice.likelihood.CountReference`), the measurement is the count likelihood's; ``pca`` stays
     ``V^T x`` of the log-normalised ``matrix``.
     """
-    from tqdm.auto import tqdm
-
     alignment = align_genes(var_names, embedding.genes, min_shared=settings.min_shared, what=what)
     use_counts = counts is not None and count_reference is not None
-    kind = "gene_weighted" if use_counts and settings.likelihood == "counts" else _likelihood_kind(settings)
-    likelihood = GaussianLikelihood(embedding, kind, alignment.present)
-    loadings = embedding.loadings[alignment.present].astype(np.float64)
-    n_cells = int(matrix.shape[0]) if rows is None else len(rows)
-    scores = np.empty((n_cells, embedding.n_comps), dtype=np.float32)
-    pca = np.empty_like(scores)
-    factors = np.empty(n_cells)
-    summary = ValueSummary()
-    block_size = block_size or block_size_for(alignment.n_shared)
-    with tqdm(total=n_cells, desc="measuring cells", unit="cells", disable=not progress, mininterval=1.0) as bar:
-        for block in iter_row_blocks(matrix, block_size=block_size, rows=rows):
-            values = alignment.take(block.values)
-            summary.update(values)
-            standardised = embedding.standardize(values, genes=alignment.present)
-            scores[block.start : block.stop], factors[block.start : block.stop] = likelihood.measure_block(standardised)
-            pca[block.start : block.stop] = standardised.astype(np.float64) @ loadings
-            bar.update(block.n_cells)
+    likelihood = GaussianLikelihood(embedding, gaussian_kind(settings, use_counts), alignment.present)
+    scores, factors, pca, summary = measure_values(
+        likelihood, alignment, matrix, rows=rows, block_size=block_size, progress=progress
+    )
     summary.check(expect="log-normalised", what=what, layer=layer)
     if not use_counts:
         return CellMeasurements(scores, factors, pca, likelihood, settings.noise_var)
@@ -287,7 +311,36 @@ def measure_cells(
     measured, depth = measure_counts(
         embedding, counts, alignment, count_reference, rows=rows, block_size=block_size, what=what
     )
+    warn_empty_cells(depth, what, stacklevel=3)
     return CellMeasurements(scores, factors, pca, likelihood, settings.noise_var, measured, counts_layer, depth)
+
+
+class MeasurementInputs(NamedTuple):
+    """What :func:`measure_cells` reads from an AnnData (:func:`measurement_inputs`).
+
+    ``matrix`` is the log-normalised data (raw-count ``X`` wrapped in :class:`dice._blocks.LogNormalized`);
+    ``counts`` and ``count_reference`` are set only when the count likelihood runs.
+    """
+
+    matrix: object
+    counts: object
+    count_reference: object
+    counts_layer: str | None
+
+
+def measurement_inputs(
+    model, adata, settings: PosteriorSettings, *, layer=None, what="adata", kind: str | None = None
+) -> MeasurementInputs:
+    """The matrices to measure, with the likelihood :func:`resolve_likelihood` picks (or ``kind``)."""
+    counts, counts_layer = count_matrix(adata, layer)
+    kind = kind or resolve_likelihood(settings, model, counts is not None, what=what)
+    use = kind == "counts"
+    return MeasurementInputs(
+        data_matrix(adata, layer, counts_layer),
+        counts if use else None,
+        model.count_reference if use else None,
+        counts_layer,
+    )
 
 
 def measure_adata(
@@ -300,23 +353,26 @@ def measure_adata(
     what="adata",
     progress=False,
     kind: str | None = None,
+    inputs: MeasurementInputs | None = None,
 ) -> CellMeasurements:
-    """:func:`measure_cells` of an AnnData, with the likelihood :func:`resolve_likelihood` picks (or ``kind``)."""
-    counts, counts_layer = count_matrix(adata, layer)
-    kind = kind or resolve_likelihood(settings, model, counts is not None, what=what)
-    use = kind == "counts"
+    """:func:`measure_cells` of an AnnData, with the likelihood :func:`resolve_likelihood` picks (or ``kind``).
+
+    ``inputs``: :func:`measurement_inputs`' answer for the same arguments, when the caller has it already.
+    """
+    if inputs is None:
+        inputs = measurement_inputs(model, adata, settings, layer=layer, what=what, kind=kind)
     return measure_cells(
         model.embedding,
-        data_matrix(adata, layer, counts_layer),
+        inputs.matrix,
         adata.var_names,
         settings,
         rows=rows,
         what=what,
         layer=layer,
         progress=progress,
-        counts=counts if use else None,
-        count_reference=model.count_reference if use else None,
-        counts_layer=counts_layer,
+        counts=inputs.counts,
+        count_reference=inputs.count_reference,
+        counts_layer=inputs.counts_layer,
     )
 
 
@@ -329,11 +385,13 @@ def warn_if_shallow(model, cells: CellMeasurements, *, what: str = "adata", cali
 
     Only the count likelihood knows depths (``cells.depth``) and only models trained on counts record the
     reference's (``model.config["reference_depth"]``); otherwise nothing is checked and ``None`` returned.
+    ``cells`` may also be the depths themselves (an array, or ``None``).
     """
     reference = getattr(model, "config", {}).get("reference_depth")
-    if cells.depth is None or not cells.depth.size:
+    depth = cells.depth if isinstance(cells, CellMeasurements) else cells
+    if depth is None or not depth.size:
         return None
-    median = float(np.median(cells.depth))
+    median = float(np.median(depth))
     summary = {"median": median} if reference is None else {"median": median, "reference_median": reference["median"]}
     if reference is None or median >= reference["q01"]:
         return summary
@@ -375,11 +433,24 @@ def posterior_of(
     seed: int = 0,
     keep_samples: bool = False,
     progress: bool = True,
+    first_chunk: int = 0,
+    warn: bool = True,
 ) -> LatentResult:
-    """Sample the posterior of the measured cells ``rows`` (all when ``None``)."""
+    """Sample the posterior of the measured cells ``rows`` (all when ``None``).
+
+    ``first_chunk`` and ``warn``: see :func:`dice.models._posterior.sample_posterior` (cells that are rows
+    ``first_chunk * CHUNK_CELLS`` onwards of a larger dataset are seeded as in the whole).
+    """
     measurement = cells.measurement(rows)
     posterior = model.posterior(
-        measurement.scores, measurement.noise_var, settings, seed=seed, keep_samples=keep_samples, progress=progress
+        measurement.scores,
+        measurement.noise_var,
+        settings,
+        seed=seed,
+        keep_samples=keep_samples,
+        progress=progress,
+        first_chunk=first_chunk,
+        warn=warn,
     )
     pca = cells.pca if rows is None else cells.pca[rows]
     info = cells.info()
