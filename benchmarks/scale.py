@@ -7,8 +7,10 @@ chunk, never holding the matrix. Every measurement then runs in a FRESH subproce
 
 * ``backed``: ``ad.read_h5ad(path, backed="r")``, the memory-bounded row-block pipeline in one process;
 * ``dask``: ``X`` as a lazy dask array (``anndata.experimental.read_elem_lazy``, one chunk per dice row block)
-  on a ``distributed.LocalCluster`` (``--workers`` processes, one thread each) that reads the blocks; the
-  network runs in the client process. The workers' own peak RSS is reported beside the client's.
+  on a ``distributed.LocalCluster`` (``--workers`` processes, one thread each). For ``denoise`` each row
+  chunk's read, measurement and posterior run on the workers, with the model scattered once to each
+  (``dice.tl._dask``); for ``fit`` the workers read the blocks and the client reduces them and trains the
+  network. The workers' own peak RSS is reported beside the client's.
 
 Steps: ``fit`` = ``dice.tl.train_prior`` (streaming exact fit of V from the Gram matrix, the reference latents,
 then ``memory.N_UPDATES`` network updates: the network's training cost does not depend on the number of
