@@ -82,7 +82,7 @@ def main(
             handles.setdefault(lab, h)
     fig.legend(list(handles.values()), list(handles), loc="outside lower center", ncol=4, frameon=False, fontsize=8)
     fig.suptitle(
-        "Deep reference, query binomially thinned to 100 % … 5 % of its depth (mean ± sd; DICE, naive Bayes, PCA and kNN smoothing 5 seeds, the other peers 2–3)",
+        "Deep reference, query binomially thinned to 100 % … 5 % of its depth (mean ± sd over each method's seeds)",
         fontsize=10,
     )
     out.parent.mkdir(parents=True, exist_ok=True)
