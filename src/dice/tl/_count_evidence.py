@@ -5,10 +5,10 @@ drawn from the query's, so that classifier and calibration hold at the query's d
 
 The latent classifier sees a cell through its k-dimensional posterior; a shallow reference (tens of counts
 per cell) pins that posterior loosely, while the counts themselves still separate the labels well over
-thousands of genes. So with counts on both sides, ``transfer_labels`` adds a second expert: the
-multinomial log-likelihood of the cell's counts under each label's mean profile (the reference's
-non-calibration cells of that label, summed, one pseudo-count per gene). The two are stacked,
-``log p(label) = w_latent log p_latent + w_counts loglik_counts + const``, with the two weights fitted by
+thousands of genes. So with counts on both sides, ``transfer_labels`` adds a second expert, a naive
+Bayes: the multinomial log-likelihood of the cell's counts under each label's mean profile (the reference's
+non-calibration cells of that label, summed, one pseudo-count per gene) plus the log label frequency. The
+two are stacked, ``log p(label) = w_latent log p_latent + w_counts log p_counts + const``, with the weights fitted by
 held-out likelihood on the calibration cells, which are thinned to the query's depth: where the latent is
 sharper the counts get little weight, where the reference is shallow they get more. The weights replace
 the temperature (``w_counts = 0`` is the temperature ``1 / w_latent``).
