@@ -52,6 +52,17 @@ def _reference_lines(ax, rows: pd.DataFrame, column: str, color: str) -> None:
         ax.axhline(value, color=color, ls=ls, lw=1.0, alpha=0.6, label=f"{name}: {value:.3f}")
 
 
+def _e2_panel(ax, rows: pd.DataFrame, series, reference: tuple[str, str], title: str) -> None:
+    """One E.2 experiment against rho (the Gibbs runs), with PCA and the default preset as lines."""
+    swept = rows[rows["rho"].notna() & rows["run"].astype(str).str.startswith("Gibbs")].sort_values("rho")
+    for column, label, color, marker in series:
+        if column in swept:
+            ax.plot(swept["rho"], swept[column], color=color, marker=marker, ms=4, label=label)
+    _reference_lines(ax, rows, *reference)
+    ax.set_ylabel("share of query cells", fontsize=8)
+    ax.set_title(title, fontsize=9)
+
+
 def plot(spread: pd.DataFrame, e2: pd.DataFrame, out: Path = OUT) -> Path:
     fig, axes = plt.subplots(1, 3, figsize=(11.5, 4.8), layout="constrained", sharex=True)
     ax = axes[0]
@@ -64,35 +75,28 @@ def plot(spread: pd.DataFrame, e2: pd.DataFrame, out: Path = OUT) -> Path:
     ax.set_ylabel("spread of 500 draws / exact posterior spread", fontsize=8)
     ax.set_title("E.1 posterior spread on a fixed input\n(Setup 1, 500 draws)", fontsize=9)
 
-    novel = e2[e2["experiment"] == "e2_novel"]
-    swept = novel[novel["rho"].notna() & novel["run"].astype(str).str.startswith("Gibbs")].sort_values("rho")
-    ax = axes[1]
-    series = (
-        ("novel_mean_in_training", "unseen cells: mean in a training cluster", "tab:red", "o"),
-        ("novel_sample_in_training", "unseen cells: draw in a training cluster", "tab:red", "x"),
-        ("known_mean_in_own_cluster", "seen cells: mean in own cluster", "tab:green", "o"),
+    _e2_panel(
+        axes[1],
+        e2[e2["experiment"] == "e2_novel"],
+        (
+            ("novel_mean_in_training", "unseen cells: mean in a training cluster", "tab:red", "o"),
+            ("novel_sample_in_training", "unseen cells: draw in a training cluster", "tab:red", "x"),
+            ("known_mean_in_own_cluster", "seen cells: mean in own cluster", "tab:green", "o"),
+        ),
+        ("novel_mean_in_training", "tab:red"),
+        "E.2 half the query from an unseen cluster\n(Gibbs chain, constant rho)",
     )
-    for column, label, color, marker in series:
-        if column in swept:
-            ax.plot(swept["rho"], swept[column], color=color, marker=marker, ms=4, label=label)
-    _reference_lines(ax, novel, "novel_mean_in_training", "tab:red")
-    ax.set_ylabel("share of query cells", fontsize=8)
-    ax.set_title("E.2 half the query from an unseen cluster\n(Gibbs chain, constant rho)", fontsize=9)
-
-    single = e2[e2["experiment"] == "e2_single"]
-    swept = single[single["rho"].notna() & single["run"].astype(str).str.startswith("Gibbs")].sort_values("rho")
-    ax = axes[2]
-    series = (
-        ("mean_in_source", "mean in its own training cluster", "tab:green", "o"),
-        ("mean_in_other", "mean in another training cluster", "tab:red", "o"),
-        ("mean_outside", "mean outside every cluster", "0.45", "o"),
+    _e2_panel(
+        axes[2],
+        e2[e2["experiment"] == "e2_single"],
+        (
+            ("mean_in_source", "mean in its own training cluster", "tab:green", "o"),
+            ("mean_in_other", "mean in another training cluster", "tab:red", "o"),
+            ("mean_outside", "mean outside every cluster", "0.45", "o"),
+        ),
+        ("mean_in_source", "tab:green"),
+        "E.2 query = one training cluster\n(Gibbs chain, constant rho)",
     )
-    for column, label, color, marker in series:
-        if column in swept:
-            ax.plot(swept["rho"], swept[column], color=color, marker=marker, ms=4, label=label)
-    _reference_lines(ax, single, "mean_in_source", "tab:green")
-    ax.set_ylabel("share of query cells", fontsize=8)
-    ax.set_title("E.2 query = one training cluster\n(Gibbs chain, constant rho)", fontsize=9)
 
     for ax in axes:
         ax.set_xscale("log")

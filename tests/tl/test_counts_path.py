@@ -53,6 +53,21 @@ def _thin(counts: np.ndarray, fraction: float, seed: int) -> np.ndarray:
     return np.random.default_rng(seed).binomial(counts.astype(np.int64), fraction).astype(np.float64)
 
 
+def _transfer(query, ref, model, settings=SETTINGS, **transfer):
+    """``transfer_labels`` of ``query`` onto ``ref`` with this module's settings, as a copy."""
+    return dice.tl.transfer_labels(
+        query,
+        ref,
+        model,
+        labels_key="label",
+        settings=settings,
+        transfer=dice.tl.TransferSettings(**transfer),
+        seed=0,
+        copy=True,
+        progress=False,
+    )
+
+
 @pytest.fixture(scope="module")
 def data():
     ref_counts, ref_labels = _simulate(400, seed=1)
@@ -104,16 +119,7 @@ def test_counts_transfer_beats_gene_weighted_on_shallow_query(data, model):
     accuracy = {}
     for likelihood, warning in (("auto", DepthWarning), ("gene_weighted", UserWarning)):
         with pytest.warns(warning):  # counts: far shallower than the reference; gene-weighted: noisier
-            out = dice.tl.transfer_labels(
-                shallow,
-                ref,
-                model,
-                labels_key="label",
-                settings=SETTINGS.replace(likelihood=likelihood),
-                seed=0,
-                copy=True,
-                progress=False,
-            )
+            out = _transfer(shallow, ref, model, SETTINGS.replace(likelihood=likelihood))
         accuracy[out.uns["dice"]["likelihood"]] = np.mean(out.obs["dice_label"].astype(str).to_numpy() == labels)
     assert set(accuracy) == {"counts", "gene_weighted"}
     assert accuracy["counts"] > accuracy["gene_weighted"] + 0.08, accuracy  # measured 0.93 vs 0.76
@@ -147,17 +153,7 @@ def test_transfer_calibrates_at_the_query_depth(data, model):
     out = {}
     for depth in ("query", "reference"):
         with pytest.warns(UserWarning) as caught:
-            out[depth] = dice.tl.transfer_labels(
-                shallow,
-                ref,
-                model,
-                labels_key="label",
-                settings=SETTINGS,
-                transfer=dice.tl.TransferSettings(calibration_depth=depth),
-                seed=0,
-                copy=True,
-                progress=False,
-            )
+            out[depth] = _transfer(shallow, ref, model, calibration_depth=depth)
         assert any(w.category is DepthWarning for w in caught)
         noisier = [w for w in caught if "calibrated on cleaner cells" in str(w.message)]
         assert len(noisier) == (depth == "reference")  # the warning is only needed without depth matching
@@ -207,21 +203,10 @@ def test_transfer_falls_back_when_reference_lacks_counts(data, model):
     ref, counts, labels = data
     ref = ref.copy()
     del ref.layers["counts"]
-    out = dice.tl.transfer_labels(
-        _adata(counts, labels), ref, model, labels_key="label", settings=SETTINGS, seed=0, copy=True, progress=False
-    )
+    out = _transfer(_adata(counts, labels), ref, model)
     assert out.uns["dice"]["likelihood"] == "gene_weighted"  # both sides measured alike
     with pytest.raises(DiceInputError, match="reference has no layers"):
-        dice.tl.transfer_labels(
-            _adata(counts, labels),
-            ref,
-            model,
-            labels_key="label",
-            settings=SETTINGS.replace(likelihood="counts"),
-            seed=0,
-            copy=True,
-            progress=False,
-        )
+        _transfer(_adata(counts, labels), ref, model, SETTINGS.replace(likelihood="counts"))
 
 
 def test_load_refuses_partial_count_reference(model, tmp_path):
@@ -334,17 +319,7 @@ def test_count_evidence_is_stacked_and_can_be_switched_off(data, model):
     out = {}
     for evidence in (True, False):
         with pytest.warns(DepthWarning):
-            out[evidence] = dice.tl.transfer_labels(
-                shallow,
-                ref,
-                model,
-                labels_key="label",
-                settings=SETTINGS,
-                transfer=dice.tl.TransferSettings(count_evidence=evidence),
-                seed=0,
-                copy=True,
-                progress=False,
-            )
+            out[evidence] = _transfer(shallow, ref, model, count_evidence=evidence)
     on, off = (out[e].uns["dice_label_transfer"] for e in (True, False))
     assert on["count_evidence"] is True and off["count_evidence"] is False
     assert on["count_weight"] >= 0.0 and off["count_weight"] == 0.0

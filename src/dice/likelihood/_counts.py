@@ -218,7 +218,7 @@ def _solve_block(counts, present, embedding, ref, n_iter, u0, tol=1e-3, informat
             whole[active] = part
     if not information_at_mode:
         return u, None
-    grad, parts = score(u, terms, everyone)
+    _, parts = score(u, terms, everyone)  # parts of the cells that stopped early are from before their last step
     return u, information(terms, parts) + 1e-8 * np.eye(k)[None]
 
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-__all__ = ["CountProfiles", "count_profiles", "fit_stack", "query_loglik", "stack", "thinned_reference"]
+__all__ = ["CountProfiles", "fit_stack", "query_loglik", "stack", "thinned_reference"]
 
 
 class CountProfiles:
@@ -69,28 +69,24 @@ class CountProfiles:
         return out - out.max(axis=1, keepdims=True)
 
 
-def thinned_reference(model, reference, layer, rows, query_cells, pca, seed: int, profiles=None):
+def thinned_reference(model, counts, alignment, present, rows, query_cells, pca, seed: int, profiles=None):
     """The reference cells ``rows`` with their counts thinned to the query's depths, measured with counts.
 
-    Each reference cell gets a target depth drawn from the query's depths and keeps each of its counts with
-    probability ``min(1, target / depth)`` (binomial thinning: what a shallower run of the same cell gives);
-    genes the query lacks are dropped, as in the query's measurement. Classifier, temperature, novelty scale
-    and label-set threshold then all see reference cells as deep as the query. ``pca`` (the cells' ``V^T x``
-    at full depth) is kept as the neighbour index. Returns the measurements, a depth summary and, with
-    ``profiles`` (:class:`CountProfiles`), each thinned cell's count log-likelihood per label (else ``None``).
+    ``counts`` is the reference's raw-count matrix, ``alignment`` its :class:`dice.pp._align.GeneAlignment`
+    onto the model genes and ``present`` the model genes both sides measured. Each reference cell gets a
+    target depth drawn from the query's depths and keeps each of its counts with probability
+    ``min(1, target / depth)`` (binomial thinning: what a shallower run of the same cell gives); genes the
+    query lacks are dropped, as in the query's measurement. Classifier, temperature, novelty scale and
+    label-set threshold then all see reference cells as deep as the query. ``pca`` (the cells' ``V^T x`` at
+    full depth) is kept as the neighbour index. Returns the measurements, a depth summary and, with
+    ``profiles`` (:class:`CountProfiles`), each thinned cell's count log posterior per label (else ``None``).
     """
-    import scipy.sparse as sp
-
     from .._blocks import block_size_for, iter_row_blocks
     from ..likelihood import Measurement
     from ..likelihood._counts import count_measurement, thin_counts
-    from ..pp._align import align_genes
-    from ._latent import CellMeasurements, count_matrix
+    from ._latent import CellMeasurements
 
-    counts, _ = count_matrix(reference, layer)
     embedding = model.embedding
-    alignment = align_genes(reference.var_names, embedding.genes, min_shared=0.0, what="reference")
-    present = alignment.present & query_cells.likelihood.present
     rng = np.random.default_rng(np.random.SeedSequence([seed, 17]))
     scores, noise, depth = np.empty((len(rows), embedding.n_comps)), np.empty(len(rows)), np.empty((2, len(rows)))
     loglik = None if profiles is None else np.empty((len(rows), profiles.log_profiles.shape[0]))
@@ -118,26 +114,13 @@ def thinned_reference(model, reference, layer, rows, query_cells, pca, seed: int
     return cells, {"median_before": float(np.median(depth[0])), "median_after": float(np.median(depth[1]))}, loglik
 
 
-def count_profiles(model, reference, layer, rows, codes, n_classes, query_cells) -> CountProfiles:
-    """Label profiles from the reference cells ``rows`` over the model genes both sides measured."""
-    from ..pp._align import align_genes
-    from ._latent import count_matrix
-
-    counts, _ = count_matrix(reference, layer)
-    alignment = align_genes(reference.var_names, model.embedding.genes, min_shared=0.0, what="reference")
-    present = alignment.present & query_cells.likelihood.present
-    return CountProfiles(counts, alignment, present, rows, codes, n_classes)
-
-
-def query_loglik(model, adata, layer, profiles: CountProfiles) -> np.ndarray:
-    """Each query cell's count log-likelihood per label (read in row blocks)."""
+def query_loglik(model, var_names, counts, profiles: CountProfiles) -> np.ndarray:
+    """Each query cell's count log posterior per label, from its raw ``counts`` (read in row blocks)."""
     from .._blocks import block_size_for, iter_row_blocks
     from ..pp._align import align_genes
-    from ._latent import count_matrix
 
-    counts, _ = count_matrix(adata, layer)
-    alignment = align_genes(adata.var_names, model.embedding.genes, min_shared=0.0, what="adata")
-    out = np.empty((adata.n_obs, profiles.log_profiles.shape[0]))
+    alignment = align_genes(var_names, model.embedding.genes, min_shared=0.0, what="adata")
+    out = np.empty((counts.shape[0], profiles.log_profiles.shape[0]))
     for block in iter_row_blocks(counts, block_size=block_size_for(alignment.n_shared)):
         out[block.start : block.stop] = profiles.loglik(alignment.take_all(block.values))
     return out

@@ -329,10 +329,14 @@ class MeasurementInputs(NamedTuple):
 
 
 def measurement_inputs(
-    model, adata, settings: PosteriorSettings, *, layer=None, what="adata", kind: str | None = None
+    model, adata, settings: PosteriorSettings, *, layer=None, what="adata", kind: str | None = None, found=None
 ) -> MeasurementInputs:
-    """The matrices to measure, with the likelihood :func:`resolve_likelihood` picks (or ``kind``)."""
-    counts, counts_layer = count_matrix(adata, layer)
+    """The matrices to measure, with the likelihood :func:`resolve_likelihood` picks (or ``kind``).
+
+    ``found``: :func:`count_matrix`'s answer for the same AnnData and layer, when the caller has it already
+    (raw-count ``X`` is then not scanned again).
+    """
+    counts, counts_layer = count_matrix(adata, layer) if found is None else found
     kind = kind or resolve_likelihood(settings, model, counts is not None, what=what)
     use = kind == "counts"
     return MeasurementInputs(

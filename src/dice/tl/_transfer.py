@@ -12,7 +12,7 @@ from .._settings import PosteriorSettings, TrainSettings, TransferSettings, chec
 from .._validation import DiceInputError, check_adata
 from ._classifiers import KnnVotes, LogisticLatent
 from ._confidence import credible_sets, knn_votes, set_strings
-from ._count_evidence import count_profiles, fit_stack, query_loglik, stack, thinned_reference
+from ._count_evidence import CountProfiles, fit_stack, query_loglik, stack, thinned_reference
 
 __all__ = ["transfer_labels"]
 
@@ -59,18 +59,12 @@ def _mean_distance(means, index, codes, n_classes, n_neighbors) -> np.ndarray:
     return knn_votes(means, index, codes, n_classes, n_neighbors)[1]
 
 
-def _temper(probabilities: np.ndarray, temperature: float, pseudo: float) -> np.ndarray:
-    logits = np.log(probabilities + pseudo) / temperature
-    logits -= logits.max(axis=1, keepdims=True)
-    out = np.exp(logits)
-    return out / out.sum(axis=1, keepdims=True)
-
-
 def _fit_temperature(probabilities: np.ndarray, truth: np.ndarray, pseudo: float) -> float:
     """Temperature minimising the held-out negative log-likelihood (grid over 0.2 .. 5)."""
     grid = np.exp(np.linspace(np.log(0.2), np.log(5.0), 65))
     rows = np.arange(len(truth))
-    nll = [-np.mean(np.log(_temper(probabilities, t, pseudo)[rows, truth] + 1e-300)) for t in grid]
+    logits = np.log(probabilities + pseudo)
+    nll = [-np.mean(np.log(stack(logits, None, (1.0 / t, 0.0))[rows, truth] + 1e-300)) for t in grid]
     return float(grid[int(np.argmin(nll))])
 
 
@@ -172,6 +166,7 @@ def transfer_labels(
     from ._latent import (
         count_matrix,
         measure_adata,
+        measurement_inputs,
         posterior_of,
         require_counts,
         resolve_likelihood,
@@ -214,35 +209,43 @@ def transfer_labels(
         )
     # the reference side (calibration, classifiers) is measured with the query's likelihood: with counts on
     # both sides, or with the log-normalised data on both when either lacks counts ("auto")
-    kind = resolve_likelihood(settings, model, count_matrix(adata, layer)[0] is not None, what="adata")
-    if kind == "counts":
-        has_ref_counts = count_matrix(reference, layer)[0] is not None
-        if not has_ref_counts and settings.likelihood == "counts":
+    # where each side keeps raw counts, asked once (a raw-count X is scanned to tell)
+    query_found, ref_found = count_matrix(adata, layer), count_matrix(reference, layer)
+    kind = resolve_likelihood(settings, model, query_found[0] is not None, what="adata")
+    if kind == "counts" and ref_found[0] is None:
+        if settings.likelihood == "counts":
             resolve_likelihood(settings, model, False, what="reference")  # raises, saying how to fix it
-        kind = "counts" if has_ref_counts else "gene_weighted"
-    query_cells = measure_adata(model, adata, settings, layer=layer, progress=progress, kind=kind)
+        kind = "gene_weighted"
+    query_inputs = measurement_inputs(model, adata, settings, layer=layer, kind=kind, found=query_found)
+    query_cells = measure_adata(model, adata, settings, layer=layer, progress=progress, inputs=query_inputs)
     matched = kind == "counts" and transfer.calibration_depth == "query"
     depth = warn_if_shallow(model, query_cells, what="adata", calibrated=matched)
+    ref_settings = settings.replace(likelihood="gene_weighted") if matched else settings
+    ref_kind = "gene_weighted" if matched else kind
+    ref_inputs = measurement_inputs(
+        model, reference, ref_settings, layer=layer, what="reference", kind=ref_kind, found=ref_found
+    )
     ref_cells = measure_adata(
         model,
         reference,
-        settings.replace(likelihood="gene_weighted") if matched else settings,
+        ref_settings,
         layer=layer,
         rows=labelled,
         what="reference",
         progress=progress,
-        kind="gene_weighted" if matched else kind,
+        inputs=ref_inputs,
     )
-    ref_depth = ref_ll = query_ll = None
+    ref_depth = ref_ll = query_ll = profiles = None
     evidence = matched and transfer.count_evidence
     if matched:  # train and calibrate at the query's depth: the reference cells thinned to it
-        profiles = None
+        alignment = align_genes(reference.var_names, model.embedding.genes, min_shared=0.0, what="reference")
+        present = alignment.present & query_cells.likelihood.present  # the genes both sides measured
         if evidence:  # label profiles from the non-calibration cells only: the calibration cells stay unseen
             train = np.flatnonzero(~held)
-            profiles = count_profiles(model, reference, layer, labelled[train], codes[train], len(classes), query_cells)
-            query_ll = query_loglik(model, adata, layer, profiles)
+            profiles = CountProfiles(ref_found[0], alignment, present, labelled[train], codes[train], len(classes))
+            query_ll = query_loglik(model, adata.var_names, query_found[0], profiles)
         ref_cells, ref_depth, ref_ll = thinned_reference(
-            model, reference, layer, labelled, query_cells, ref_cells.pca, seed, profiles
+            model, ref_found[0], alignment, present, labelled, query_cells, ref_cells.pca, seed, profiles
         )
     keep = transfer.classifier == "knn" or store_samples
     calibration = posterior_of(
@@ -269,9 +272,9 @@ def transfer_labels(
         query_model = KnnVotes(index, codes, n_classes, n_neighbors)
     cal_raw = cal_model.probabilities(calibration.samples, calibration.mean)
     cal_dist = _mean_distance(calibration.mean, index[~held], codes[~held], n_classes, n_neighbors)
-    cal_log = np.log(cal_raw + pseudo)
+    cal_ll = ref_ll[np.flatnonzero(held)] if evidence else None
     if evidence:  # latent and count experts stacked; the weights replace the temperature
-        weights = fit_stack(cal_log, ref_ll[np.flatnonzero(held)], codes[held])
+        weights = fit_stack(np.log(cal_raw + pseudo), cal_ll, codes[held])
     else:
         weights = (1.0 / _fit_temperature(cal_raw, codes[held], pseudo), 0.0)
     temperature = 1.0 / weights[0]
@@ -284,8 +287,7 @@ def transfer_labels(
         p = stack(np.log(p + pseudo), loglik, weights) * weight
         return np.hstack([p, 1.0 - weight]) if transfer.novelty_alpha is not None else p
 
-    cal_loglik = ref_ll[np.flatnonzero(held)] if evidence else None
-    cal_p, probabilities = finish(cal_raw, cal_dist, cal_loglik), finish(raw, dist, query_ll)
+    cal_p, probabilities = finish(cal_raw, cal_dist, cal_ll), finish(raw, dist, query_ll)
     names = np.append(classes, UNASSIGNED) if transfer.novelty_alpha is not None else classes
     threshold = _conformal_threshold(cal_p[np.arange(len(cal_p)), codes[held]], transfer.alpha)
     if transfer.set_method == "conformal":
