@@ -92,9 +92,14 @@ class GaussianLikelihood:
             elif noise_var == "cell":
                 level = np.maximum(factors, MIN_NOISE_VAR)
             elif noise_var == "dataset":
-                level = np.full(n_cells, max(float(np.mean(factors)) if n_cells else 1.0, MIN_NOISE_VAR))
+                level = np.full(n_cells, dataset_level(factors))
             else:
                 raise ValueError(f"unknown noise_var rule {noise_var!r}")
         else:
             level = np.full(n_cells, float(noise_var))
         return Measurement(scores, level * self.mean_covariance)
+
+
+def dataset_level(factors: np.ndarray) -> float:
+    """The ``noise_var="dataset"`` level: the mean per-cell factor over all cells, floored (1 without cells)."""
+    return max(float(np.mean(factors)) if len(factors) else 1.0, MIN_NOISE_VAR)

@@ -32,7 +32,7 @@ from .._blocks import LogNormalized, _is_dask, _read
 from .._settings import PosteriorSettings
 from .._validation import DiceInputError, ValueSummary
 from ..likelihood import GaussianLikelihood
-from ..likelihood._gaussian import MIN_NOISE_VAR
+from ..likelihood._gaussian import dataset_level
 from ..models._posterior import CHUNK_CELLS, warn_clamped
 from ..pp._align import align_genes
 from ._latent import (
@@ -221,8 +221,7 @@ def denoise_on_dask(
     depth = np.concatenate([part[3] for part in stats]) if use_counts else None
     if depth is not None:
         warn_empty_cells(depth, what, stacklevel=3)
-    # the in-memory rule (GaussianLikelihood.finish, "dataset"): the mean factor over all cells, floored
-    level = max(float(np.mean(np.concatenate([part[2] for part in stats]))), MIN_NOISE_VAR) if need_factors else None
+    level = dataset_level(np.concatenate([part[2] for part in stats])) if need_factors else None
 
     task = dask.delayed(_sample_chunk)
     sampled = dask.compute(
