@@ -7,7 +7,8 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from dice.likelihood._counts import CountReference, _rates, count_measurement, fit_count_reference
+from dice.likelihood._counts import CountReference, count_measurement, fit_count_reference
+from dice.likelihood._newton import decoded_rates
 
 N_GENES, K = 80, 2
 
@@ -33,7 +34,9 @@ def _flat(prior_var: float = 1e8) -> CountReference:
 
 
 def _expected(embedding, ref, u, depth):
-    rate, _ = _rates(np.atleast_2d(u), embedding.mean, embedding.std, embedding.loadings, 1.0, ref.floor, ref.min_rate)
+    rate, _ = decoded_rates(
+        np.atleast_2d(u), embedding.mean, embedding.std, embedding.loadings, 1.0, ref.floor, ref.min_rate
+    )
     return depth * rate / rate.sum(axis=1, keepdims=True)
 
 
@@ -155,3 +158,19 @@ def test_reference_fit_recovers_dispersion_and_calibrates_noise(toy):
         z2 = np.mean((meas.scores - states) ** 2 / meas.noise_var[:, None])
         # Poisson is overconfident on overdispersed counts; the fitted dispersion puts z^2 back near 1
         assert (abs(z2 - 1.0) < 0.3) == calibrated
+
+
+def test_threads_do_not_change_the_result(toy):
+    """Blocks solved in threads give bit-for-bit the single-thread measurement and reference fit."""
+    ref = _flat(4.0)
+    states = np.random.default_rng(7).normal(size=(90, K))
+    counts = np.concatenate([_sample(toy, ref, u, 500, seed=i) for i, u in enumerate(states)])
+    one = count_measurement(counts, toy, ref, block_size=16, n_threads=1, return_covariance=True)
+    three = count_measurement(counts, toy, ref, block_size=16, n_threads=3, return_covariance=True)
+    for a, b in ((one.scores, three.scores), (one.noise_var, three.noise_var), (one.covariance, three.covariance)):
+        np.testing.assert_array_equal(a, b)
+    fits = [fit_count_reference(counts, toy, block_size=16, n_threads=n) for n in (1, 3)]
+    np.testing.assert_array_equal(fits[0].dispersion, fits[1].dispersion)
+    np.testing.assert_array_equal(fits[0].gene_scale, fits[1].gene_scale)
+    with pytest.raises(ValueError, match="n_threads"):
+        count_measurement(counts, toy, ref, n_threads=0)

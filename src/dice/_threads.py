@@ -1,0 +1,49 @@
+"""Threads for block-wise numpy work that is mostly element-wise (numpy runs it on one core per thread).
+
+BLAS is pinned to one thread while the blocks run, so the threads do not oversubscribe the cores and each
+block's arithmetic is the same whatever the number of threads (the results do not depend on it).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
+
+__all__ = ["blas_threads", "map_in_threads"]
+
+T = TypeVar("T")
+
+#: Working memory of the calls running at once: caps the threads when one call needs ``block_bytes``.
+THREADS_BYTES = 512 * 2**20
+
+
+def blas_threads() -> int:
+    """The thread limit BLAS runs under now (``OMP_NUM_THREADS``, ``threadpool_limits``); the CPU count if unknown."""
+    from threadpoolctl import threadpool_info
+
+    limits = [int(lib.get("num_threads") or 0) for lib in threadpool_info() if lib.get("user_api") == "blas"]
+    return max(limits) if limits and max(limits) > 0 else len(os.sched_getaffinity(0))
+
+
+def map_in_threads(
+    function: Callable[[int], T], starts: Iterable[int], *, n_threads: int | None = None, block_bytes: int = 0
+) -> list[T]:
+    """``[function(start) for start in starts]``, in up to ``n_threads`` threads (default :func:`blas_threads`).
+
+    ``block_bytes`` (one call's working memory) caps the threads so that together they stay within
+    :data:`THREADS_BYTES`. Results come back in the order of ``starts``; an exception in a call is raised here.
+    """
+    from threadpoolctl import threadpool_limits
+
+    starts = list(starts)
+    if n_threads is not None and n_threads < 1:
+        raise ValueError(f"n_threads must be at least 1, got {n_threads}")
+    threads = blas_threads() if n_threads is None else int(n_threads)
+    threads = max(1, min(threads, len(starts), THREADS_BYTES // max(block_bytes, 1)))
+    with threadpool_limits(limits=1, user_api="blas"):
+        if threads == 1:
+            return [function(start) for start in starts]
+        with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="dice-block") as pool:
+            return list(pool.map(function, starts))

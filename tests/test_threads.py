@@ -1,0 +1,49 @@
+"""dice._threads: ordered results, errors raised, BLAS pinned while the blocks run, the memory cap."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from threadpoolctl import threadpool_info
+
+from dice._threads import THREADS_BYTES, blas_threads, map_in_threads
+
+
+def test_results_come_back_in_order_from_several_threads():
+    seen = set()
+
+    def work(start):
+        seen.add(threading.current_thread().name)
+        return start * 2
+
+    assert map_in_threads(work, range(0, 40, 4), n_threads=3) == [2 * s for s in range(0, 40, 4)]
+    assert blas_threads() >= 1
+    if len(seen) > 1:  # the pool's threads did the work (one may take every task on a fast machine)
+        assert all(name.startswith("dice-block") for name in seen)
+
+
+def test_memory_caps_the_threads_and_blas_is_pinned_inside():
+    names, limits = set(), []
+
+    def work(start):
+        names.add(threading.current_thread().name)
+        limits.extend(lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas")
+        return start
+
+    # one call needs the whole budget: everything runs in the calling thread
+    map_in_threads(work, range(5), n_threads=4, block_bytes=THREADS_BYTES)
+    assert names == {threading.current_thread().name}
+    assert set(limits) <= {1}
+
+
+def test_an_error_in_a_block_is_raised():
+    def work(start):
+        if start == 3:
+            raise RuntimeError("block 3 failed")
+        return start
+
+    with pytest.raises(RuntimeError, match="block 3"):
+        map_in_threads(work, range(6), n_threads=2)
+    with pytest.raises(ValueError, match="at least 1"):
+        map_in_threads(work, range(6), n_threads=0)
