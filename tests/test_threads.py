@@ -47,3 +47,26 @@ def test_an_error_in_a_block_is_raised():
         map_in_threads(work, range(6), n_threads=2)
     with pytest.raises(ValueError, match="at least 1"):
         map_in_threads(work, range(6), n_threads=0)
+
+
+def _blas_limits():
+    return sorted(lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas")
+
+
+def test_overlapping_callers_restore_the_original_limits():
+    """Two callers inside at once (as Dask tasks in threads are): BLAS stays pinned until both have left,
+    and the limits from before the first come back after the last."""
+    from threadpoolctl import threadpool_limits
+
+    from dice._threads import pinned_blas
+
+    with threadpool_limits(limits=2, user_api="blas"):
+        before = _blas_limits()
+        assert before, "numpy loads a BLAS; threadpoolctl must see it"
+        first, second = pinned_blas(), pinned_blas()
+        first.__enter__()
+        second.__enter__()
+        first.__exit__(None, None, None)  # the first leaves while the second is still inside
+        assert set(_blas_limits()) <= {1}
+        second.__exit__(None, None, None)
+        assert _blas_limits() == before

@@ -7,11 +7,13 @@ block's arithmetic is the same whatever the number of threads (the results do no
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable
+import threading
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from typing import TypeVar
 
-__all__ = ["blas_threads", "map_in_threads"]
+__all__ = ["blas_threads", "map_in_threads", "pinned_blas"]
 
 T = TypeVar("T")
 
@@ -27,6 +29,33 @@ def blas_threads() -> int:
     return max(limits) if limits and max(limits) > 0 else len(os.sched_getaffinity(0))
 
 
+_pin_lock = threading.Lock()
+_pin_state: dict = {"depth": 0, "limiter": None}
+
+
+@contextmanager
+def pinned_blas() -> Iterator[None]:
+    """BLAS at one thread while any caller is inside; the original limits come back when the last leaves.
+
+    Callers may overlap (e.g. Dask tasks in the threaded scheduler): a plain ``threadpool_limits`` per
+    caller would restore the limit it saw on entry, which may be another caller's 1, for good.
+    """
+    from threadpoolctl import threadpool_limits
+
+    with _pin_lock:
+        if _pin_state["depth"] == 0:
+            _pin_state["limiter"] = threadpool_limits(limits=1, user_api="blas")
+        _pin_state["depth"] += 1
+    try:
+        yield
+    finally:
+        with _pin_lock:
+            _pin_state["depth"] -= 1
+            if _pin_state["depth"] == 0:
+                _pin_state["limiter"].restore_original_limits()
+                _pin_state["limiter"] = None
+
+
 def map_in_threads(
     function: Callable[[int], T], starts: Iterable[int], *, n_threads: int | None = None, block_bytes: int = 0
 ) -> list[T]:
@@ -35,14 +64,12 @@ def map_in_threads(
     ``block_bytes`` (one call's working memory) caps the threads so that together they stay within
     :data:`THREADS_BYTES`. Results come back in the order of ``starts``; an exception in a call is raised here.
     """
-    from threadpoolctl import threadpool_limits
-
     starts = list(starts)
     if n_threads is not None and n_threads < 1:
         raise ValueError(f"n_threads must be at least 1, got {n_threads}")
     threads = blas_threads() if n_threads is None else int(n_threads)
     threads = max(1, min(threads, len(starts), THREADS_BYTES // max(block_bytes, 1)))
-    with threadpool_limits(limits=1, user_api="blas"):
+    with pinned_blas():
         if threads == 1:
             return [function(start) for start in starts]
         with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="dice-block") as pool:

@@ -89,7 +89,10 @@ def _measure_chunk(plan: _Plan, values, counts) -> _Measured:
     if plan.use_counts:
         try:
             reference = plan.model.count_reference
-            measured, depth = measure_counts(plan.model.embedding, counts, plan.alignment, reference, what=plan.what)
+            # one thread per task: the scheduler already runs chunks side by side
+            measured, depth = measure_counts(
+                plan.model.embedding, counts, plan.alignment, reference, what=plan.what, n_threads=1
+            )
             cells = replace(cells, counts=measured, counts_layer=plan.counts_layer, depth=depth)
         except DiceInputError as raised:
             error = raised

@@ -209,11 +209,14 @@ def _check_counts(values, what: str) -> None:
         )
 
 
-def measure_counts(embedding, counts, alignment, reference, *, rows=None, block_size=None, what="adata"):
+def measure_counts(
+    embedding, counts, alignment, reference, *, rows=None, block_size=None, what="adata", n_threads=None
+):
     """:func:`dice.likelihood.count_measurement` of every cell, reading ``counts`` in row blocks.
 
     Returns the measurement and each cell's depth (its counts over the model genes it has); raises
-    :class:`DiceInputError` on negative or non-finite counts.
+    :class:`DiceInputError` on negative or non-finite counts. ``n_threads`` as in ``count_measurement``
+    (the Dask tasks pass 1: the scheduler already runs chunks side by side).
     """
     from ..likelihood._counts import count_measurement
 
@@ -223,7 +226,7 @@ def measure_counts(embedding, counts, alignment, reference, *, rows=None, block_
     for block in iter_row_blocks(counts, block_size=block_size, rows=rows):
         values = alignment.take_all(block.values)
         _check_counts(values, what)
-        m = count_measurement(values, embedding, reference, present=alignment.present)
+        m = count_measurement(values, embedding, reference, present=alignment.present, n_threads=n_threads)
         scores[block.start : block.stop], noise[block.start : block.stop] = m.scores, m.noise_var
         depth[block.start : block.stop] = np.asarray(values.sum(axis=1)).ravel()
     return Measurement(scores, noise), depth
