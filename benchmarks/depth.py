@@ -54,6 +54,8 @@ import scipy.sparse as sp
 HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE))
 
+from depth_targets import target_lines  # noqa: E402  (the benchmarks folder is on the path only now)
+
 FRACTIONS = (1.0, 0.5, 0.2, 0.1, 0.05)
 RESULTS = HERE / "results" / "depth.csv"
 REPORT = HERE / "results" / "depth.md"
@@ -352,7 +354,7 @@ def report(path: Path = RESULTS, out: Path = REPORT) -> str:
         "error to the same method's full-depth embedding of the same cells, over that embedding's variance.",
         "",
     ]
-    lines += [*summary_lines(records), ""]
+    lines += [*summary_lines(records), "", *target_lines(records), ""]
     for task, rows in records.groupby("task", sort=False):
         lines += [f"## {task}", "", "| f | UMIs | method | n | " + " | ".join(c[1] for c in columns) + " |"]
         lines.append("|" + "---|" * (4 + len(columns)))

@@ -66,3 +66,53 @@ def test_records_replace_reruns_and_report(tmp_path):
     text = depth.report(path, tmp_path / "depth.md")
     assert "| 0.05 | 80 | dice | 2 | 0.800 ± 0.141 |" in text
     assert "**0.80**" in depth.readme_table(path)
+
+
+def test_targets_follow_the_issue_rules():
+    """Each verdict of the targets table on records built to pass or fail it."""
+    targets = pytest.importorskip("depth_targets")
+    rows = []
+    for seed, jitter in enumerate((-0.01, 0.01)):
+        for f, acc, ari in ((1.0, 0.95, 0.84), (0.2, 0.94, 0.84), (0.05, 0.90, 0.80)):
+            rows += [
+                {
+                    "task": "cbmc",
+                    "seed": seed,
+                    "f": f,
+                    "method": "dice",
+                    "accuracy": acc + jitter,
+                    "ece": 0.02,
+                    "confident_wrong": 0.08,
+                    "ari": ari + jitter,
+                    "fidelity": 0.1 if f < 1 else np.nan,
+                },
+                {"task": "cbmc", "seed": seed, "f": f, "method": "naive_bayes", "accuracy": 0.89},
+                {
+                    "task": "cbmc",
+                    "seed": seed,
+                    "f": f,
+                    "method": "pca",
+                    "accuracy": 0.5,
+                    "ari": 0.83 if f == 0.2 else 0.6,
+                    "fidelity": 2.0 if f < 1 else np.nan,
+                },
+                {
+                    "task": "cbmc",
+                    "seed": seed,
+                    "f": f,
+                    "method": "knn_smooth",
+                    "ari": 0.5,
+                    "fidelity": 0.05 if f == 0.05 else 3.0,
+                },
+            ]
+    lines = "\n".join(targets.target_lines(pd.DataFrame(rows)))
+    assert (
+        "| accuracy at f = 0.2 within 0.02 of full depth | cbmc | 0.940 ± 0.014 vs 0.950 ± 0.014 (-0.010): met |"
+        in lines
+    )
+    assert "| accuracy at f = 0.05 ≥ naive Bayes and scArches | cbmc | 0.900 ± 0.014 vs 0.890 / nan: met |" in lines
+    assert "largest 0.020: met" in lines
+    assert "0.080 ± 0.000: not met" in lines
+    # ARI 0.84 ± 0.014 against PCA's 0.83 at f = 0.2 is within the spread; 0.80 against 0.60 at 5 % is above
+    assert "f = 0.2: 0.840 ± 0.014 vs pca 0.830 ± 0.000 (not above); f = 0.05: 0.800 ± 0.014 vs pca 0.600" in lines
+    assert "not met at f = 0.05 |" in lines  # kNN smoothing's 0.05 beats DICE's 0.1 at 5 % only
