@@ -83,7 +83,7 @@ def model(data):
 def test_training_records_count_reference(model):
     assert model.count_reference is not None
     assert model.count_reference.gene_scale.shape == (N_GENES,)
-    assert model.config["prior_latents"] == "counts"
+    assert model.config["prior_latents"] == "counts_posterior_draw"
 
 
 def test_no_counts_layer_is_unchanged(data):
@@ -191,7 +191,7 @@ def test_save_load_identical(data, model, tmp_path):
     for name in ("gene_scale", "dispersion", "prior_var"):
         np.testing.assert_array_equal(getattr(loaded.count_reference, name), getattr(model.count_reference, name))
     assert loaded.count_reference.floor == model.count_reference.floor
-    assert loaded.config["prior_latents"] == "counts"
+    assert loaded.config["prior_latents"] == "counts_posterior_draw"
     assert loaded.config["reference_depth"] == model.config["reference_depth"]
     query = _adata(_thin(counts, 0.6, seed=5), labels)
     a = dice.tl.denoise(query, model, settings=SETTINGS, seed=0, progress=False, copy=True)
@@ -275,7 +275,7 @@ def test_training_on_integer_x_equals_training_on_the_usual_layout(data):
     fit = {}
     for name, adata in (("usual", ref), ("raw", raw)):
         fit[name] = dice.tl.train_prior(adata, n_comps=5, settings=TrainSettings(n_updates=20), seed=0, progress=False)
-    assert fit["raw"].config["prior_latents"] == "counts"
+    assert fit["raw"].config["prior_latents"] == "counts_posterior_draw"
     np.testing.assert_allclose(fit["raw"].embedding.mean, fit["usual"].embedding.mean, atol=1e-5)
     np.testing.assert_allclose(
         np.abs(fit["raw"].embedding.loadings), np.abs(fit["usual"].embedding.loadings), atol=1e-4
@@ -328,3 +328,29 @@ def test_count_evidence_is_stacked_and_can_be_switched_off(data, model):
     p = out[True].obsm["dice_label_probabilities"].to_numpy()
     np.testing.assert_allclose(p.sum(axis=1), 1.0)
     np.testing.assert_array_equal(shallow.layers["counts"].toarray(), _thin(counts, 0.05, seed=4))  # untouched
+
+
+def test_posterior_draws_train_the_prior_on_the_latent_spread():
+    """On a shallow reference the count measurements are wider than the latent states (noise on top); one
+    posterior draw per cell has about the states' own spread, which the deep measurement of the same cells shows."""
+    from dice.pp._linear import LinearEmbedding
+    from dice.tl._train import _count_latents
+
+    counts, labels = _simulate(600, seed=4, depth=3000.0)
+    deep = _adata(counts, labels)
+    embedding = LinearEmbedding.fit(deep.X, deep.var_names, n_comps=3, max_value=10.0)
+    shallow = sp.csr_matrix(_thin(counts, 0.003, seed=5))  # ~9 counts per cell
+
+    def spread(values, draw, seed=0):
+        _, latents, _ = _count_latents(embedding, values, None, None, "counts", values.shape, draw=draw, seed=seed)
+        return latents, float(np.sum(np.var(latents, axis=0)))
+
+    _, truth = spread(sp.csr_matrix(counts), "measurement")
+    _, measured = spread(shallow, "measurement")
+    draws, drawn = spread(shallow, "posterior_draw")
+    assert measured > 1.3 * truth  # the noise widens the measurements
+    assert abs(drawn - truth) < 0.5 * abs(measured - truth)
+    np.testing.assert_array_equal(draws, spread(shallow, "posterior_draw")[0])  # seeded
+    assert not np.array_equal(draws, spread(shallow, "posterior_draw", seed=1)[0])
+    with pytest.raises(DiceInputError, match="count_latents"):
+        TrainSettings(count_latents="modes")

@@ -142,7 +142,8 @@ class DicePrior:
         ``settings.mixup_prob`` applies only with ``labels`` (default 0.9 with labels, else no mixup).
         ``count_reference`` (the count likelihood's per-gene statistics) travels with the model;
         ``latents_kind`` records what ``latents`` are (``"projection"``: ``V^T x_std``; ``"counts"``: the count
-        measurement of the reference) in ``config["prior_latents"]``.
+        measurement of the reference; ``"counts_posterior_draw"``: a draw from each reference cell's count
+        posterior) in ``config["prior_latents"]``.
         """
         settings = settings or TrainSettings()
         device = resolve_device(device)

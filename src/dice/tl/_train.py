@@ -68,8 +68,10 @@ def fit_prior(
     count_reference, kind = None, "projection"
     depth = None
     if counts is not None:
-        count_reference, latents, depth = _count_latents(embedding, counts, latents, rows, counts_layer, matrix.shape)
-        kind = "counts"
+        count_reference, latents, depth = _count_latents(
+            embedding, counts, latents, rows, counts_layer, matrix.shape, draw=settings.count_latents, seed=seed
+        )
+        kind = "counts" if settings.count_latents == "measurement" else "counts_posterior_draw"
         logger.info("dice: raw counts in layers[%r]: the prior is trained on the count measurement", counts_layer)
     model = DicePrior.fit(
         embedding,
@@ -93,8 +95,16 @@ def depth_summary(depth: np.ndarray) -> dict:
     return {"q01": float(q[0]), "q05": float(q[1]), "median": float(q[2]), "q95": float(q[3])}
 
 
-def _count_latents(embedding, counts, latents, rows, counts_layer, shape):
-    """Fit the count reference on the reference's raw counts; return it, the reference's count latents and depths."""
+def _count_latents(embedding, counts, latents, rows, counts_layer, shape, *, draw="posterior_draw", seed=0):
+    """Fit the count reference on the reference's raw counts; return it, the reference's count latents and depths.
+
+    The latents are each cell's count measurement (``draw="measurement"``) or one draw from its posterior
+    under the count model's weak Gaussian prior ``N(0, prior_var)`` (``"posterior_draw"``): with the
+    isotropic measurement ``N(y; u, s^2)`` ("matched" level, whose posterior mean is the penalised mode)
+    that posterior is ``N(y / (1 + s^2 / prior_var), 1 / (1 / s^2 + 1 / prior_var))`` per dimension.
+    Averaged over the reference, the draws have the latent states' own spread, where the measurements
+    have it plus the noise (equal for a deep reference, twice or more for a shallow one).
+    """
     import scipy.sparse as sp
 
     from .._blocks import block_size_for, iter_row_blocks
@@ -111,7 +121,13 @@ def _count_latents(embedding, counts, latents, rows, counts_layer, shape):
     reference_counts = sp.vstack(blocks, format="csr")
     count_reference = fit_count_reference(reference_counts, embedding, latents=latents)
     depth = np.asarray(reference_counts.sum(axis=1)).ravel()
-    return count_reference, count_measurement(reference_counts, embedding, count_reference).scores, depth
+    measured = count_measurement(reference_counts, embedding, count_reference)
+    if draw == "measurement":
+        return count_reference, measured.scores, depth
+    shrink = 1.0 + measured.noise_var[:, None] / count_reference.prior_var  # y / shrink is the posterior mean
+    variance = measured.noise_var[:, None] / shrink  # = 1 / (1 / s^2 + 1 / prior_var)
+    noise = np.random.default_rng(np.random.SeedSequence([seed, 1])).standard_normal(measured.scores.shape)
+    return count_reference, measured.scores / shrink + np.sqrt(variance) * noise, depth
 
 
 def train_prior(
