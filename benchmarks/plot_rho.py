@@ -52,6 +52,31 @@ def _reference_lines(ax, rows: pd.DataFrame, column: str, color: str) -> None:
         ax.axhline(value, color=color, ls=ls, lw=1.0, alpha=0.6, label=f"{name}: {value:.3f}")
 
 
+#: The two E.2 panels: experiment, plotted columns (column, label, colour, marker), reference line, title.
+E2_PANELS = (
+    (
+        "e2_novel",
+        (
+            ("novel_mean_in_training", "unseen cells: mean in a training cluster", "tab:red", "o"),
+            ("novel_sample_in_training", "unseen cells: draw in a training cluster", "tab:red", "x"),
+            ("known_mean_in_own_cluster", "seen cells: mean in own cluster", "tab:green", "o"),
+        ),
+        ("novel_mean_in_training", "tab:red"),
+        "E.2 half the query from an unseen cluster\n(Gibbs chain, constant rho)",
+    ),
+    (
+        "e2_single",
+        (
+            ("mean_in_source", "mean in its own training cluster", "tab:green", "o"),
+            ("mean_in_other", "mean in another training cluster", "tab:red", "o"),
+            ("mean_outside", "mean outside every cluster", "0.45", "o"),
+        ),
+        ("mean_in_source", "tab:green"),
+        "E.2 query = one training cluster\n(Gibbs chain, constant rho)",
+    ),
+)
+
+
 def _e2_panel(ax, rows: pd.DataFrame, series, reference: tuple[str, str], title: str) -> None:
     """One E.2 experiment against rho (the Gibbs runs), with PCA and the default preset as lines."""
     swept = rows[rows["rho"].notna() & rows["run"].astype(str).str.startswith("Gibbs")].sort_values("rho")
@@ -75,28 +100,8 @@ def plot(spread: pd.DataFrame, e2: pd.DataFrame, out: Path = OUT) -> Path:
     ax.set_ylabel("spread of 500 draws / exact posterior spread", fontsize=8)
     ax.set_title("E.1 posterior spread on a fixed input\n(Setup 1, 500 draws)", fontsize=9)
 
-    _e2_panel(
-        axes[1],
-        e2[e2["experiment"] == "e2_novel"],
-        (
-            ("novel_mean_in_training", "unseen cells: mean in a training cluster", "tab:red", "o"),
-            ("novel_sample_in_training", "unseen cells: draw in a training cluster", "tab:red", "x"),
-            ("known_mean_in_own_cluster", "seen cells: mean in own cluster", "tab:green", "o"),
-        ),
-        ("novel_mean_in_training", "tab:red"),
-        "E.2 half the query from an unseen cluster\n(Gibbs chain, constant rho)",
-    )
-    _e2_panel(
-        axes[2],
-        e2[e2["experiment"] == "e2_single"],
-        (
-            ("mean_in_source", "mean in its own training cluster", "tab:green", "o"),
-            ("mean_in_other", "mean in another training cluster", "tab:red", "o"),
-            ("mean_outside", "mean outside every cluster", "0.45", "o"),
-        ),
-        ("mean_in_source", "tab:green"),
-        "E.2 query = one training cluster\n(Gibbs chain, constant rho)",
-    )
+    for ax, (experiment, series, reference, title) in zip(axes[1:], E2_PANELS, strict=True):
+        _e2_panel(ax, e2[e2["experiment"] == experiment], series, reference, title)
 
     for ax in axes:
         ax.set_xscale("log")

@@ -183,8 +183,8 @@ def fit_count_reference(
 
     Alternates: measure every reference cell, set each gene's scale so that its expected counts sum to its
     observed counts, then its dispersion by moments, ``alpha_g = sum((c - lambda)^2 - lambda) / sum(lambda^2)``
-    (floored at 0). ``latents`` (default ``V^T x_std``) only sets the weak prior's variance. The reference
-    latents to train the prior on are then ``count_measurement(counts, embedding, reference).scores``.
+    (floored at 0). ``latents`` (default ``V^T x_std``) only sets the weak prior's variance. The prior is
+    then trained on the reference's ``count_measurement`` (or draws from it: ``TrainSettings.count_latents``).
     Blocks are solved in ``n_threads`` threads as in :func:`count_measurement`.
     """
     k = embedding.n_comps

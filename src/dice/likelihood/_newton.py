@@ -71,6 +71,16 @@ def _at(values, rows: np.ndarray):
     return values if rows.size == values.shape[0] else values[rows]
 
 
+def _put(wholes: tuple, rows: np.ndarray, parts: tuple) -> tuple:
+    """``wholes`` with ``parts`` written into ``rows``; ``parts`` themselves when ``rows`` are all of them
+    (the sorted subsets of ``arange(n)`` used here), which saves the copies of the first iterations."""
+    if rows.size == wholes[0].shape[0]:
+        return tuple(parts)
+    for whole, part in zip(wholes, parts, strict=True):
+        whole[rows] = part
+    return wholes
+
+
 def newton_modes(counts, present, embedding, ref, n_iter, u0, tol=1e-3, information_at_mode=True):
     """Newton ascent of the penalised count log-likelihood for one block; returns the mode ``uhat`` and ``H``.
 
@@ -160,11 +170,7 @@ def newton_modes(counts, present, embedding, ref, n_iter, u0, tol=1e-3, informat
             gain[todo[ok]] = value[ok] - current[done]
             u[done], current[done] = trial[ok], value[ok]
             stale[done] = True
-            if done.size == n_cells:  # every cell took its full step (the first iterations): no copies
-                terms = trial_terms
-            else:
-                for whole, part in zip(terms, trial_terms, strict=True):
-                    whole[done] = part[ok]
+            terms = _put(terms, done, _at(trial_terms, np.flatnonzero(ok)))
             todo = todo[~ok]
             step[todo] *= 0.5
             if todo.size == 0:
@@ -174,14 +180,10 @@ def newton_modes(counts, present, embedding, ref, n_iter, u0, tol=1e-3, informat
         if active.size == 0:
             break
         grad[active], moved = score(u[active], _at(terms, active), active)
-        if active.size == n_cells:
-            parts = moved
-        else:
-            for whole, part in zip(parts, moved, strict=True):
-                whole[active] = part
+        parts = _put(parts, active, moved)
         stale[active] = False
         # the next step's gain, estimated with this step's information: a cell whose next step would gain
-        # less than ``tol`` stops here, without the information and solve of a step only to confirm it
+        # less than ``tol / 10`` stops here, without the information and solve of a step only to confirm it
         ahead = solve_lower(lower, grad[active])
         active = active[0.5 * np.sum(ahead * ahead, axis=1) > 0.1 * tol]  # 0.1: the estimate is a bit optimistic
         if active.size == 0:
@@ -190,10 +192,5 @@ def newton_modes(counts, present, embedding, ref, n_iter, u0, tol=1e-3, informat
         return u, None
     moved = np.flatnonzero(stale)  # the parts of cells that stopped right after a step are from before it
     if moved.size:
-        _, fresh = score(u[moved], _at(terms, moved), moved)
-        if moved.size == n_cells:
-            parts = fresh
-        else:
-            for whole, part in zip(parts, fresh, strict=True):
-                whole[moved] = part
+        parts = _put(parts, moved, score(u[moved], _at(terms, moved), moved)[1])
     return u, information(terms, parts) + 1e-8 * np.eye(k)[None]

@@ -72,7 +72,9 @@ def fit_prior(
             embedding, counts, latents, rows, counts_layer, matrix.shape, draw=settings.count_latents, seed=seed
         )
         kind = "counts" if settings.count_latents == "measurement" else "counts_posterior_draw"
-        logger.info("dice: raw counts in layers[%r]: the prior is trained on the count measurement", counts_layer)
+        logger.info(
+            "dice: raw counts in layers[%r]: the prior is trained on the count latents (%s)", counts_layer, kind
+        )
     model = DicePrior.fit(
         embedding,
         latents,
