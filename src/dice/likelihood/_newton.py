@@ -12,6 +12,9 @@ import scipy.sparse as sp
 
 __all__ = ["cholesky", "decoded_rates", "dense", "newton_modes", "solve_lower"]
 
+#: A cell whose next Newton step, estimated from its last information, would gain less than this many
+#: ``tol`` takes that step unchecked and stops (the step is then tiny and the quadratic model exact enough).
+FREE_STEP_GAIN = 3.0
 MAX_LOG1P = 12.0  # decoded log1p expression is capped here (1.6e5 per 1e4 counts: far beyond any real gene)
 
 
@@ -22,17 +25,37 @@ def dense(block) -> np.ndarray:
 def decoded_rates(u, mean, std, loadings, scale, floor, min_rate):
     """Decoded rates ``p`` (cells x genes) and their derivative with respect to ``V u`` (chain rule).
 
-    Written without ``np.where`` (several times slower than arithmetic on these arrays): masks multiply.
+    Written in place, without ``np.where`` and ``np.maximum`` against a scalar (both several times slower
+    than plain arithmetic on these arrays) and without fresh temporaries (their page faults cost as much
+    as the arithmetic): twice as fast as the direct expression, with the same bits.
     """
-    x = mean + std * (u.astype(loadings.dtype) @ loadings.T)
-    live = x <= MAX_LOG1P  # beyond the cap the rate is constant
-    x = np.minimum(x, MAX_LOG1P)
-    tail = np.exp(np.abs(x) * (-1.0 / floor))
-    soft = np.maximum(x, 0.0) + floor * np.log1p(tail)  # smooth max(x, 0): keeps a gradient below zero
-    grow = np.expm1(soft)
-    rate = scale * (grow + min_rate)
-    sigmoid = np.maximum(tail, x > 0) / (1.0 + tail)  # d soft / d x: 1 / (1 + tail) above 0, tail / (1 + tail) below
-    slope = (scale * std) * (grow + 1.0) * sigmoid * live
+    x = u.astype(loadings.dtype) @ loadings.T
+    x *= std
+    x += mean
+    over = x > MAX_LOG1P  # beyond the cap the rate is constant
+    capped = bool(over.any())
+    if capped:
+        np.minimum(x, MAX_LOG1P, out=x)
+    size = np.abs(x)
+    soft = x + size
+    soft *= 0.5  # max(x, 0)
+    size *= -1.0 / floor
+    tail = np.exp(size, out=size)
+    grow = np.log1p(tail)
+    grow *= floor
+    soft += grow  # smooth max(x, 0): keeps a gradient below zero
+    grow = np.expm1(soft, out=grow)
+    rate = grow + min_rate
+    rate *= scale
+    sigmoid = np.maximum(tail, x > 0)  # d soft / d x: 1 / (1 + tail) above 0, tail / (1 + tail) below
+    tail += 1.0
+    sigmoid /= tail
+    slope = grow
+    slope += 1.0
+    slope *= scale * std
+    slope *= sigmoid
+    if capped:
+        slope *= ~over
     return rate, slope
 
 
@@ -89,11 +112,10 @@ def newton_modes(counts, present, embedding, ref, n_iter, u0, tol=1e-3, informat
     objective is halved along the same direction, so no cell needs a second solve. A frozen information
     (one solve, many cheap steps) was measured and rejected: it needed every iteration to converge and
     lost accuracy on 5 %-depth cells. A cell stops when its step gained less than ``tol``, or when the
-    next step, estimated from the new gradient and the last information (two triangular solves), would
-    gain less than ``tol / 10``: most cells then skip the step that would only confirm convergence
-    (modes within 3 % of a posterior sd of a tol-1e-10 solve for 99 % of CBMC cells). ``H`` is the
-    information at the mode (skipped when ``information_at_mode`` is false: the reference fit needs only
-    the mode).
+    next step, estimated from the new gradient and the last information (one triangular solve), would
+    gain less than ``FREE_STEP_GAIN * tol``: it then takes that step unchecked (two triangular solves and
+    a decode, no line search or new information) and stops. ``H`` is the information at the mode
+    (skipped when ``information_at_mode`` is false: the reference fit needs only the mode).
     """
     dtype = np.float32  # cells x genes arithmetic in single precision (2x faster); sums and solves in double
     loadings = embedding.loadings.astype(dtype)[present]
@@ -105,44 +127,66 @@ def newton_modes(counts, present, embedding, ref, n_iter, u0, tol=1e-3, informat
     counts = counts[:, present].astype(dtype)
     n_cells, k = counts.shape[0], loadings.shape[1]
     depth = counts.sum(axis=1, keepdims=True)
+    shifted = counts + inv_alpha
     prec = 1.0 / ref.prior_var
     floor, min_rate = ref.floor, ref.min_rate
 
+    # in place, as in decoded_rates: fresh cells x genes temporaries cost as much as the arithmetic
     def decode(u, rows):
         rate, slope = decoded_rates(u, mean, std, loadings, scale, floor, min_rate)
         total = rate.sum(axis=1, keepdims=True)
-        return slope, total, _at(depth, rows) * rate / total
+        rate *= _at(depth, rows)
+        rate /= total
+        return slope, total, rate  # rate is now lambda, the expected counts
 
     def objective(u, lam, rows):
-        c = _at(counts, rows)
-        nb = (c + inv_alpha) * np.log1p(alpha * lam)  # -> lam as alpha -> 0 (alpha is floored at 1e-6)
-        return np.sum(c * np.log(lam) - nb, axis=1, dtype=np.float64) - 0.5 * np.sum(u * u * prec, axis=1)
+        nb = alpha * lam
+        np.log1p(nb, out=nb)
+        nb *= _at(shifted, rows)  # (c + 1 / alpha) log1p(alpha lam) -> lam as alpha -> 0
+        value = np.log(lam)
+        value *= _at(counts, rows)
+        value -= nb
+        return np.sum(value, axis=1, dtype=np.float64) - 0.5 * np.sum(u * u * prec, axis=1)
 
     def score(u, terms, rows):
         slope, total, lam = terms
-        weight = 1.0 / (lam * (1.0 + alpha * lam))  # 1 / Var(c_g)
-        a = _at(depth, rows) * slope / total  # d lambda_g / d (V u)_g
+        weight = alpha * lam
+        weight += 1.0
+        weight *= lam
+        np.divide(1.0, weight, out=weight)  # 1 / Var(c_g)
+        a = slope * _at(depth, rows)
+        a /= total  # d lambda_g / d (V u)_g
         m = (slope @ loadings) / total  # d lambda_g / du = a_g V_g - lambda_g m
-        resid = weight * (_at(counts, rows) - lam)
-        grad = resid * a @ loadings - np.sum(resid * lam, axis=1, keepdims=True) * m
+        resid = _at(counts, rows) - lam
+        resid *= weight
+        work = resid * a
+        grad = work @ loadings
+        np.multiply(resid, lam, out=work)
+        grad -= np.sum(work, axis=1, keepdims=True) * m
         return grad.astype(np.float64) - u * prec, (weight, a, m)
 
     def information(terms, parts):
         lam, (weight, a, m) = terms[2], parts
         wa = weight * a
-        # the cells x genes x k^2 cost as one GEMM (the upper triangle alone halves the flops, but gathering it
-        # back into k x k was slower on real data)
-        info = ((wa * a) @ outer).reshape(-1, k, k).astype(np.float64)
-        # minus the multinomial's rank-2 part, cross m^T + m cross^T - s m m^T, written as d m^T + m d^T
-        m = m.astype(np.float64)
-        d = ((wa * lam) @ loadings).astype(np.float64)
-        d -= 0.5 * np.sum(weight * lam * lam, axis=1, dtype=np.float64)[:, None] * m
-        rank2 = d[:, :, None] * m[:, None, :]
-        info -= rank2
-        info -= np.swapaxes(rank2, 1, 2)
-        return info
+        # the cells x genes x k^2 cost as one GEMM on the lower triangle only (a symmetric matrix), minus the
+        # multinomial's rank-2 part, cross m^T + m cross^T - s m m^T, written as d m^T + m d^T; all in the
+        # triangle, in single precision (as the GEMM's sums are), then gathered into k x k and widened
+        work = wa * a
+        tri = work @ outer
+        np.multiply(wa, lam, out=work)
+        d = work @ loadings
+        np.multiply(weight, lam, out=work)
+        work *= lam
+        d -= 0.5 * np.sum(work, axis=1, keepdims=True) * m
+        tri -= np.take(d, tri_rows, axis=1) * np.take(m, tri_cols, axis=1)
+        tri -= np.take(m, tri_rows, axis=1) * np.take(d, tri_cols, axis=1)
+        return np.take(tri, tri_position, axis=1).reshape(-1, k, k).astype(np.float64)
 
-    outer = (loadings[:, :, None] * loadings[:, None, :]).reshape(-1, k * k)  # genes x k^2
+    tri_rows, tri_cols = np.tril_indices(k)
+    outer = loadings[:, tri_rows] * loadings[:, tri_cols]  # genes x k (k + 1) / 2
+    tri_position = np.empty((k, k), dtype=np.intp)  # where each entry of the k x k matrix sits in the triangle
+    tri_position[tri_rows, tri_cols] = tri_position[tri_cols, tri_rows] = np.arange(tri_rows.size)
+    tri_position = tri_position.ravel()
     if u0 is None:  # start from the log-normalised projection: close to the mode for deep cells
         x = np.log1p(1e4 * counts / np.maximum(depth, 1.0))
         u0 = np.minimum((x - mean) / std, embedding.max_value or np.inf) @ loadings
@@ -183,9 +227,15 @@ def newton_modes(counts, present, embedding, ref, n_iter, u0, tol=1e-3, informat
         parts = _put(parts, active, moved)
         stale[active] = False
         # the next step's gain, estimated with this step's information: a cell whose next step would gain
-        # less than ``tol / 10`` stops here, without the information and solve of a step only to confirm it
+        # less than ``3 tol`` takes that step without a line search or a new information, and stops
         ahead = solve_lower(lower, grad[active])
-        active = active[0.5 * np.sum(ahead * ahead, axis=1) > 0.1 * tol]  # 0.1: the estimate is a bit optimistic
+        going = 0.5 * np.sum(ahead * ahead, axis=1) > FREE_STEP_GAIN * tol
+        last = active[~going]
+        if last.size:
+            u[last] += solve_lower(lower[~going], ahead[~going], transpose=True)
+            terms = _put(terms, last, decode(u[last], last))
+            stale[last] = True
+        active = active[going]
         if active.size == 0:
             break
     if not information_at_mode:
