@@ -152,12 +152,12 @@ def count_measurement(
         lower = cholesky(info)
         root = solve_lower(lower, np.broadcast_to(np.eye(k), info.shape))  # L^-1: H^-1 = L^-T L^-1
         at = start + full
-        # divide the Gaussian prior out: N(y; u, H^-1) N(u; 0, P^-1) has its mode at u, so y = u + H^-1 P u
-        scores[at] = mode + solve_lower(lower, solve_lower(lower, mode / reference.prior_var), transpose=True)
         variance = np.sum(root * root, axis=(1, 2)) / k  # trace(H^-1) / k
         noise[at] = k / np.trace(info, axis1=1, axis2=2) if level == "mean_precision" else variance
         if level == "matched":  # the isotropic centre whose Gaussian-prior posterior mean is the full one's
             scores[at] = mode * (1.0 + noise[at, None] / reference.prior_var)
+        else:  # divide the Gaussian prior out: N(y; u, H^-1) N(u; 0, P^-1) has its mode at u, so y = u + H^-1 P u
+            scores[at] = mode + solve_lower(lower, solve_lower(lower, mode / reference.prior_var), transpose=True)
         if return_covariance:
             covs[at] = np.swapaxes(root, 1, 2) @ root
 
