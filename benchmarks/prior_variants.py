@@ -34,8 +34,10 @@ processes side by side, each with its own record file, then merged)::
     python benchmarks/prior_variants.py --variant shrunk --shrink 1.5 --tasks worm pbmc3k_to_4k --seeds 0 1 2 3 4 \\
         --out /tmp/s15.csv
     python benchmarks/prior_variants.py --variant shrunk --shrink 1.5 --tasks cbmc --seeds 0 1 2 --out /tmp/s15_cbmc.csv
+    python benchmarks/prior_variants.py --variant shrunk --shrink 3 --tasks worm pbmc3k_to_4k --seeds 0 1 2 3 4 \\
+        --out /tmp/s3.csv
     python benchmarks/prior_variants.py --merge /tmp/aniso.csv /tmp/refine.csv /tmp/load_worm.csv \\
-        /tmp/load_pbmc.csv /tmp/shr.csv /tmp/shr_cbmc.csv /tmp/s15.csv /tmp/s15_cbmc.csv
+        /tmp/load_pbmc.csv /tmp/shr.csv /tmp/shr_cbmc.csv /tmp/s15.csv /tmp/s15_cbmc.csv /tmp/s3.csv
     python benchmarks/prior_variants.py --anisotropy --tasks worm cbmc --seeds 0   # the covariances' shape
 """
 
