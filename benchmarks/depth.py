@@ -195,16 +195,26 @@ class ScArches:
         return mapped.get_latent_representation()
 
 
+def prepare(name: str, seed: int):
+    """The task as this protocol uses it: ``_real_tasks.prepare_task``, stratified splits at 80 / 20."""
+    import _real_tasks as rt
+
+    spec = rt.TASKS[name]
+    if spec.split == "stratified":
+        rt.TASKS[name] = dataclasses.replace(spec, query_fraction=0.2)
+    try:
+        return rt.prepare_task(name, seed)
+    finally:
+        rt.TASKS[name] = spec
+
+
 def run_task(name: str, seed: int, args) -> list[dict]:
     import _real_tasks as rt
     import dice
     import peers
 
     spec = rt.TASKS[name]
-    if spec.split == "stratified":
-        rt.TASKS[name] = dataclasses.replace(spec, query_fraction=0.2)
-    task = rt.prepare_task(name, seed)
-    rt.TASKS[name] = spec
+    task = prepare(name, seed)
     ref, query = task.ref, task.query
     ref.obs[LABEL] = pd.Categorical(task.ref_labels)
     labelled = ~pd.isna(task.ref_labels)

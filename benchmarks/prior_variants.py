@@ -91,6 +91,7 @@ def anisotropic_mean(model, y: np.ndarray, cov: np.ndarray, c: float, n_iter: in
     tau = np.sqrt(tau2[:, 0])
     delta = lam - tau2  # eigenvalues of Delta = cov - tau^2 I
     probes = np.random.default_rng(0).standard_normal((n_iter, *y.shape))
+    eps = 0.05 * tau[:, None]  # the finite-difference step of the curvature probe
 
     def to_eigen(x):
         return np.einsum("ckj,ck->cj", rot, x)
@@ -101,7 +102,6 @@ def anisotropic_mean(model, y: np.ndarray, cov: np.ndarray, c: float, n_iter: in
     y_e, v = to_eigen(y), y.copy()
     for probe in probes:
         denoised = tweedie(model, v, tau)
-        eps = 0.05 * tau[:, None]
         moved = tweedie(model, v + eps * probe, tau) - denoised
         slope = np.sum(probe * moved, axis=1, keepdims=True) / np.sum(eps * probe * probe, axis=1, keepdims=True)
         curvature = np.maximum((1.0 - np.maximum(slope, 0.0)) / tau2, 1e-6)  # not concave: trust y
@@ -111,7 +111,7 @@ def anisotropic_mean(model, y: np.ndarray, cov: np.ndarray, c: float, n_iter: in
     return tweedie(model, v, tau)
 
 
-def variant_models(base, ref, seed: int, rounds: int) -> dict:
+def refined_models(base, ref, seed: int, rounds: int) -> dict:
     """``refine1..rounds``: priors retrained on posterior draws under the previous prior."""
     from dice.likelihood._counts import count_measurement
     from dice.models import DicePrior
@@ -151,16 +151,13 @@ def anisotropy(name: str, seed: int, n_cells: int = 3000) -> str:
     import scipy.sparse as sp
 
     import _real_tasks as rt
+    import depth
     from dice.likelihood._counts import count_measurement, fit_count_reference
     from dice.pp._linear import LinearEmbedding
     from dice.tl._latent import reference_latents
 
-    spec = rt.TASKS[name]
-    if spec.split == "stratified":
-        rt.TASKS[name] = dataclasses.replace(spec, query_fraction=0.2)
-    ref = rt.prepare_task(name, seed).ref
-    rt.TASKS[name] = spec
-    embedding = LinearEmbedding.fit(ref.X, ref.var_names, n_comps=spec.n_comps)
+    ref = depth.prepare(name, seed).ref
+    embedding = LinearEmbedding.fit(ref.X, ref.var_names, n_comps=rt.TASKS[name].n_comps)
     counts = sp.csr_matrix(ref.layers["counts"], dtype=np.float64)
     reference = fit_count_reference(counts, embedding, latents=reference_latents(embedding, ref.X))
     cov = count_measurement(counts[:n_cells], embedding, reference, return_covariance=True).covariance
@@ -246,17 +243,13 @@ def run(name: str, seed: int, args) -> list[dict]:
     import dice
     from dice.likelihood._counts import count_measurement
 
-    spec = rt.TASKS[name]
-    if spec.split == "stratified":  # the 80 / 20 split of depth.py
-        rt.TASKS[name] = dataclasses.replace(spec, query_fraction=0.2)
-    task = rt.prepare_task(name, seed)
-    rt.TASKS[name] = spec
+    task = depth.prepare(name, seed)
     evaluated = ~pd.isna(task.query_labels)
     truth = task.query_labels[evaluated].astype(str)
-    base = dice.tl.train_prior(task.ref, n_comps=spec.n_comps, seed=seed, progress=False)
+    base = dice.tl.train_prior(task.ref, n_comps=rt.TASKS[name].n_comps, seed=seed, progress=False)
     models = {"base": base}
     if args.variant == "refine":
-        models.update(variant_models(base, task.ref, seed, args.rounds))
+        models.update(refined_models(base, task.ref, seed, args.rounds))
     if args.variant == "loadings":
         models["loadings"] = loadings_model(base, task.ref, seed)
     if args.variant == "shrunk":
@@ -314,6 +307,18 @@ def report(records: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
+def store(frames: list[pd.DataFrame], out: Path, *, replace: bool = False) -> None:
+    """Write ``frames`` to ``out`` (a row replaces an earlier one with the same task, seed, f and variant;
+    ``replace``: ``out``'s old rows are dropped), then the paired report beside it, and print it."""
+    if out.exists() and not replace:
+        frames = [pd.read_csv(out), *frames]
+    records = pd.concat(frames, ignore_index=True).drop_duplicates(["task", "seed", "f", "variant"], keep="last")
+    records.sort_values(["task", "variant", "f", "seed"]).to_csv(out, index=False)
+    table = report(records)
+    out.with_suffix(".md").write_text(table)
+    print(table)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--variant", choices=("refine", "aniso", "loadings", "shrunk"))
@@ -327,11 +332,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
     if args.merge:  # runs side by side write their own files; their "base" rows are the same computation
-        merged = pd.concat([pd.read_csv(path) for path in args.merge], ignore_index=True)
-        merged = merged.drop_duplicates(["task", "seed", "f", "variant"], keep="last")
-        merged.sort_values(["task", "variant", "f", "seed"]).to_csv(args.out, index=False)
-        args.out.with_suffix(".md").write_text(report(merged))
-        print(report(merged))
+        store([pd.read_csv(path) for path in args.merge], args.out, replace=True)
         return
     if args.anisotropy:
         for name in args.tasks:
@@ -345,17 +346,8 @@ def main() -> None:
 
     torch.set_num_threads(1)
     for name in args.tasks:
-        for seed in args.seeds:
-            new = pd.DataFrame(run(name, seed, args))
-            if args.out.exists():  # a rerun of the same keys replaces them
-                old = pd.read_csv(args.out)
-                keys = ["task", "seed", "f", "variant"]
-                stale = old.set_index(keys).index.isin(new.set_index(keys).index)
-                new = pd.concat([old[~stale], new], ignore_index=True)
-            new.to_csv(args.out, index=False)
-    records = pd.read_csv(args.out)
-    args.out.with_suffix(".md").write_text(report(records))
-    print(report(records))
+        for seed in args.seeds:  # written after every seed: a long run that stops keeps what it measured
+            store([pd.DataFrame(run(name, seed, args))], args.out)
 
 
 if __name__ == "__main__":

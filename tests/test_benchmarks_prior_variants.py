@@ -1,4 +1,4 @@
-"""The rejected-variants screen (benchmarks/prior_variants.py): the anisotropic posterior mean and the report."""
+"""The variants screen (benchmarks/prior_variants.py): anisotropic posterior mean, report, loadings refit."""
 
 from __future__ import annotations
 
