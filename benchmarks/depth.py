@@ -11,8 +11,8 @@ Methods
 ``dice``        :func:`dice.tl.train_prior` on the reference (raw counts in ``layers["counts"]``, default
                 settings), :func:`dice.tl.transfer_labels` of the query (default settings: count likelihood,
                 calibration at the query's depth). Embedding: ``obsm["X_dice"]``.
-``pca``         the query projected on the reference loadings (DICE's own ``V^T x``); labels by 15-NN among the
-                reference's projections.
+``pca``         the query projected on the reference's PCA loadings (``V^T x``, fitted as DICE fits them before
+                any count refit); labels by 15-NN among the reference's projections.
 ``knn_smooth``  ``pca`` averaged over each query cell's 10 nearest query neighbours (the paper's kNN peer).
 ``magic``       MAGIC on the query's reference-loading PCA (the paper's use).
 ``scarches``    scVI (10-d, ``n_layers=1``) trained on the reference counts (``--scvi-epochs``), the query mapped
@@ -208,10 +208,22 @@ def prepare(name: str, seed: int):
         rt.TASKS[name] = spec
 
 
+def train_settings(args):
+    """DICE's training settings: the package default, or ``--count-loadings-width`` when given."""
+    import dice
+
+    settings = dice.tl.TrainSettings()
+    if args.count_loadings_width is None:
+        return settings
+    width = None if args.count_loadings_width.lower() == "none" else float(args.count_loadings_width)
+    return settings.replace(count_loadings_width=width)
+
+
 def run_task(name: str, seed: int, args) -> list[dict]:
     import _real_tasks as rt
     import dice
     import peers
+    from dice.pp._linear import LinearEmbedding
 
     spec = rt.TASKS[name]
     task = prepare(name, seed)
@@ -222,9 +234,9 @@ def run_task(name: str, seed: int, args) -> list[dict]:
     evaluated = ~pd.isna(task.query_labels)
     truth = task.query_labels[evaluated].astype(str)
     started = time.perf_counter()
-    model = dice.tl.train_prior(ref, n_comps=spec.n_comps, seed=seed, progress=False)
+    model = dice.tl.train_prior(ref, n_comps=spec.n_comps, settings=train_settings(args), seed=seed, progress=False)
     timings = {"dice_train": time.perf_counter() - started}
-    emb = model.embedding
+    emb = LinearEmbedding.fit(ref.X, ref.var_names, n_comps=spec.n_comps)  # PCA's V, whatever DICE's V became
     ref_pca = emb.project(emb.standardize(rt._dense(ref.X).astype(np.float32)))
     scarches = None
     if "scarches" in args.methods:
@@ -453,11 +465,14 @@ def main(argv=None) -> None:
     parser.add_argument("--methods", nargs="+", default=sorted(set(EMBEDDING_METHODS) | set(LABEL_METHODS)))
     parser.add_argument("--scvi-epochs", type=int, default=100)
     parser.add_argument("--query-epochs", type=int, default=50)
+    parser.add_argument(
+        "--count-loadings-width", help="DICE's TrainSettings.count_loadings_width ('none': PCA's V; default: dice's)"
+    )
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--report", action="store_true", help="only rewrite results/depth.md from the CSV")
     args = parser.parse_args(argv)
     if args.report:
-        print(report(args.out))
+        print(report(args.out, args.out.with_suffix(".md")))
         print(readme_table(args.out))
         return
     if 1.0 not in args.fractions:
@@ -472,7 +487,7 @@ def main(argv=None) -> None:
             records = run_task(name, seed, args)
             save(records, args.out)
             print(f"{name} seed {seed}: {time.perf_counter() - started:.0f} s", flush=True)
-    report(args.out)
+    report(args.out, args.out.with_suffix(".md"))
 
 
 if __name__ == "__main__":

@@ -68,6 +68,7 @@ def record(out: Path = RECORDS, seed: int = 0, fractions=FRACTIONS) -> pd.DataFr
     import _real_tasks as rt
     import depth
     import dice
+    from dice.pp._linear import LinearEmbedding
 
     torch.set_num_threads(1)
     spec = rt.TASKS["cbmc"]
@@ -84,7 +85,7 @@ def record(out: Path = RECORDS, seed: int = 0, fractions=FRACTIONS) -> pd.DataFr
     started = time.perf_counter()
     model = dice.tl.train_prior(ref, n_comps=spec.n_comps, seed=seed, progress=False)
     print(f"train_prior: {time.perf_counter() - started:.0f} s", flush=True)
-    emb = model.embedding
+    emb = LinearEmbedding.fit(ref.X, ref.var_names, n_comps=spec.n_comps)  # PCA's V (DICE's is count-fitted)
     ref_pca = emb.project(emb.standardize(rt._dense(ref.X).astype(np.float32)))
     frames = []
     for fraction in fractions:

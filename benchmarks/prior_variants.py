@@ -20,6 +20,9 @@ the same split, thinning and Leiden seed (``benchmarks/depth.py``'s protocol):
             reference and train the prior anew on them. Row ``loadings``.
 ``shrunk``  the same refit with a Gaussian penalty that keeps each loading within ``--shrink`` times an
             orthonormal loading's typical size (``1 / sqrt(genes)``) of its PCA value. Rows ``shrunk0.5``, ...
+            Both now call the package's refit (:func:`dice.models._loadings.refit_loadings`, which became
+            ``TrainSettings.count_loadings_width``); the records were made with this script's earlier copy of
+            the same computation. The baseline ``base`` keeps PCA's loadings whatever the package default.
 
 Run (records in ``results/prior_variants.csv``, paired summary in ``results/prior_variants.md``; two
 processes side by side, each with its own record file, then merged)::
@@ -44,7 +47,6 @@ processes side by side, each with its own record file, then merged)::
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
 import warnings
 from pathlib import Path
@@ -172,66 +174,20 @@ def anisotropy(name: str, seed: int, n_cells: int = 3000) -> str:
     )
 
 
-def count_loadings(base, counts, n_steps: int = 300, lr: float = 0.01, shrink: float | None = None):
-    """The loading matrix refitted to the reference's counts (GLM-PCA style), orthonormalised.
-
-    Starting from PCA's ``V`` and each cell's penalised count mode, ``V``, the cells' states and the genes'
-    scales are moved together by Adam to raise the count model's log-likelihood (the negative binomial of
-    :mod:`dice.likelihood._counts`, dispersions kept, the weak Gaussian prior on the states). ``V`` is then
-    orthonormalised (``V = Q R``; ``Q`` spans the same subspace). ``shrink`` adds a Gaussian penalty that
-    keeps each loading within ``shrink / sqrt(genes)`` (a fraction of an orthonormal loading's typical size)
-    of its PCA value. Returns the new embedding.
-    """
-    import torch
-
-    from dice.likelihood._counts import count_measurement
-
-    emb, ref = base.embedding, base.count_reference
-    measured = count_measurement(counts, emb, ref)
-    modes = measured.scores / (1.0 + measured.noise_var[:, None] / ref.prior_var)
-
-    def tensor(values):  # a copy: the parameters are updated in place and must not alias the base model
-        return torch.tensor(np.asarray(values, dtype=np.float32))
-
-    c = tensor(counts.toarray() if hasattr(counts, "toarray") else counts)
-    depth = c.sum(dim=1, keepdim=True)
-    mean, std, alpha = tensor(emb.mean), tensor(emb.std), tensor(np.maximum(ref.dispersion, 1e-6))
-    loadings = torch.nn.Parameter(tensor(emb.loadings))
-    states = torch.nn.Parameter(tensor(modes))
-    scale = torch.nn.Parameter(tensor(ref.gene_scale))
-    precision = tensor(1.0 / ref.prior_var)
-    start = tensor(emb.loadings)
-    width2 = None if shrink is None else (shrink**2 / emb.n_genes)
-    optimizer = torch.optim.Adam([loadings, states, scale], lr=lr)
-    for _ in range(n_steps):
-        x = mean + std * (states @ loadings.T)
-        soft = torch.nn.functional.softplus(x, beta=1.0 / ref.floor)  # the smooth floor at 0
-        rate = torch.exp(scale) * (torch.expm1(soft) + ref.min_rate)
-        lam = depth * rate / rate.sum(dim=1, keepdim=True)
-        loglik = c * torch.log(lam) - (c + 1.0 / alpha) * torch.log1p(alpha * lam)
-        loss = -(loglik.sum() - 0.5 * (states * states * precision).sum()) / c.shape[0]
-        if width2 is not None:  # the penalty is per reference, the likelihood per cell
-            loss = loss + 0.5 * ((loadings - start) ** 2).sum() / width2 / c.shape[0]
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-    q, _ = np.linalg.qr(loadings.detach().numpy().astype(np.float64))
-    q *= np.sign(np.sum(q * emb.loadings, axis=0))  # keep each axis's orientation
-    return dataclasses.replace(emb, loadings=q.astype(emb.loadings.dtype))
-
-
 def loadings_model(base, ref, seed: int, shrink: float | None = None):
     """A prior on the count-fitted loadings: count reference, count latents and network trained anew."""
     import scipy.sparse as sp
 
     from dice.models import DicePrior
+    from dice.models._loadings import refit_loadings
     from dice.tl._latent import reference_latents
     from dice.tl._train import _count_latents
 
     counts = sp.csr_matrix(ref.layers["counts"], dtype=np.float64)
-    embedding = count_loadings(base, counts, shrink=shrink)
+    start = reference_latents(base.embedding, ref.X)
+    embedding, _ = refit_loadings(base.embedding, counts, width=shrink, latents=start)
     latents = reference_latents(embedding, ref.X)
-    reference, draws, _ = _count_latents(embedding, counts, latents, None, "counts", ref.X.shape, seed=seed)
+    reference, draws, _ = _count_latents(embedding, counts, latents, seed=seed)
     return DicePrior.fit(
         embedding, draws, seed=seed, progress=False, count_reference=reference, latents_kind="counts_posterior_draw"
     )
@@ -246,7 +202,10 @@ def run(name: str, seed: int, args) -> list[dict]:
     task = depth.prepare(name, seed)
     evaluated = ~pd.isna(task.query_labels)
     truth = task.query_labels[evaluated].astype(str)
-    base = dice.tl.train_prior(task.ref, n_comps=rt.TASKS[name].n_comps, seed=seed, progress=False)
+    pca_loadings = dice.tl.TrainSettings(count_loadings_width=None)  # the screen's baseline: PCA's V
+    base = dice.tl.train_prior(
+        task.ref, n_comps=rt.TASKS[name].n_comps, settings=pca_loadings, seed=seed, progress=False
+    )
     models = {"base": base}
     if args.variant == "refine":
         models.update(refined_models(base, task.ref, seed, args.rounds))

@@ -236,7 +236,7 @@ def run_task_seed(
 
     seed = task.seed
     k_spec = task.spec.n_comps
-    # the same loadings as train_prior's (exact PCA of the standardised reference, deterministic)
+    # PCA of the standardised reference (train_prior's loadings before their count refit; deterministic)
     embedding = LinearEmbedding.fit(task.ref.X, task.ref.var_names, n_comps=k_spec)
     k = embedding.n_comps
     ref_split, query_split = build_peer_splits(task, embedding)

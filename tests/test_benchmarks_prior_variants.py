@@ -1,4 +1,5 @@
-"""The variants screen (benchmarks/prior_variants.py): anisotropic posterior mean, report, loadings refit."""
+"""The variants screen (benchmarks/prior_variants.py): anisotropic posterior mean and report (the loadings refit
+is the package's, tested in tests/models/test_loadings.py)."""
 
 from __future__ import annotations
 
@@ -40,25 +41,3 @@ def test_report_pairs_each_variant_with_the_default_of_the_same_seed():
     diffs = np.array([0.05, 0.01, 0.03])
     assert f"{diffs.mean():+.3f} ± {diffs.std(ddof=1):.3f}" in line
     assert "| 3 | 0.500 | 0.530 |" in line
-
-
-def test_count_loadings_leave_the_base_model_alone_and_stay_orthonormal():
-    from types import SimpleNamespace
-
-    import scipy.sparse as sp
-
-    from dice.likelihood._counts import fit_count_reference
-    from dice.pp._linear import LinearEmbedding
-
-    rng = np.random.default_rng(0)
-    profiles = rng.dirichlet(np.full(40, 0.5), size=3)
-    counts = np.vstack([rng.multinomial(300, profiles[i % 3]) for i in range(150)]).astype(np.float64)
-    logged = np.log1p(1e4 * counts / counts.sum(axis=1, keepdims=True))
-    embedding = LinearEmbedding.fit(logged, [f"g{i}" for i in range(40)], n_comps=3)
-    base = SimpleNamespace(embedding=embedding, count_reference=fit_count_reference(counts, embedding))
-    before = embedding.loadings.copy()
-    refit = variants.count_loadings(base, sp.csr_matrix(counts), n_steps=20)
-    np.testing.assert_array_equal(embedding.loadings, before)  # the optimiser's parameters are copies
-    np.testing.assert_allclose(refit.loadings.T @ refit.loadings, np.eye(3), atol=1e-5)
-    assert not np.allclose(refit.loadings, before, atol=1e-3)  # it did move
-    assert np.all(np.sum(refit.loadings * before, axis=0) > 0)  # each axis keeps its orientation

@@ -49,12 +49,17 @@ def thin_counts(adata, fraction: float, *, seed: int = 0):
 
 
 def _knn_labels(reference, query, labels_key: str, k: int = 15):
-    """15-NN vote in the reference-loading PCA (``X_dice_pca``): the undenoised baseline and its confidence."""
+    """15-NN vote in the reference's PCA (``obsm["X_pca"]``): the undenoised baseline and its confidence."""
     from sklearn.neighbors import KNeighborsClassifier
 
-    clf = KNeighborsClassifier(n_neighbors=k).fit(reference.obsm["X_dice_pca"], reference.obs[labels_key].astype(str))
-    proba = clf.predict_proba(query.obsm["X_dice_pca"])
+    clf = KNeighborsClassifier(n_neighbors=k).fit(reference.obsm["X_pca"], reference.obs[labels_key].astype(str))
+    proba = clf.predict_proba(query.obsm["X_pca"])
     return clf.classes_[proba.argmax(axis=1)], proba.max(axis=1)
+
+
+def _pca_scores(pca, adata) -> np.ndarray:
+    """The cells projected on the reference's PCA loadings (standardised and capped as for the model)."""
+    return pca.project(pca.standardize(np.asarray(adata.X.todense() if hasattr(adata.X, "todense") else adata.X)))
 
 
 def run_demo(*, out_dir: Path, seed: int = 0, n_steps: int = 4000, progress: bool = True) -> dict:
@@ -65,6 +70,7 @@ def run_demo(*, out_dir: Path, seed: int = 0, n_steps: int = 4000, progress: boo
     import pandas as pd
 
     from . import datasets, metrics, pl, pp, tl
+    from .pp._linear import LinearEmbedding
     from .tl._latent import DepthWarning
 
     started = time.perf_counter()
@@ -80,7 +86,9 @@ def run_demo(*, out_dir: Path, seed: int = 0, n_steps: int = 4000, progress: boo
         reference, n_comps=25, seed=seed, settings=tl.TrainSettings(n_updates=n_steps), progress=progress
     )
     print(f"trained {model} in {model.history['seconds']:.0f} s (count likelihood: raw counts in layers['counts'])")
-    pp.project(reference, model)
+    # the baseline: PCA of the reference (the model's own loadings are refitted to the counts)
+    pca = LinearEmbedding.fit(reference.X, reference.var_names, n_comps=25)
+    reference.obsm["X_pca"] = _pca_scores(pca, reference)
 
     rows, shallow = [], None
     for fraction in DEMO_FRACTIONS:
@@ -96,9 +104,10 @@ def run_demo(*, out_dir: Path, seed: int = 0, n_steps: int = 4000, progress: boo
             if not issubclass(w.category, DepthWarning):
                 warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
         truth = q.obs["label"].astype(str).to_numpy()
+        q.obsm["X_pca"] = _pca_scores(pca, q)
         knn, knn_conf = _knn_labels(reference, q, "label")
         for name, predicted, confidence, rep in (
-            ("PCA + kNN", knn, knn_conf, "X_dice_pca"),
+            ("PCA + kNN", knn, knn_conf, "X_pca"),
             ("DICE", q.obs["dice_label"].astype(str).to_numpy(), q.obs["dice_label_confidence"].to_numpy(), "X_dice"),
         ):
             right = predicted == truth

@@ -222,6 +222,15 @@ class TrainSettings(_Settings):
         ``"measurement"``: the count measurement's centre, which carries the measurement noise too; on a
         shallow reference (worm neurons, 72 UMIs per cell) its variance was 2-3x the latents', the prior
         as wide, and a shallow query's posterior mean did not shrink (docs: Benchmarks, section 7).
+    count_loadings_width
+        When the reference has raw counts: refit the loading matrix V to them (the count likelihood's own
+        fit, jointly with each cell's state, as in GLM-PCA), each entry held near PCA's by a Gaussian penalty
+        of width ``count_loadings_width / sqrt(genes)``, then orthonormalised. PCA of log-normalised genes
+        mixes depth noise into V, most on a shallow reference; the fit keeps what the counts support. Default
+        1.5 (screened 0.5-3; an unpenalised fit overfits). ``None`` keeps PCA's V. Costs 300 full-batch Adam
+        steps on at most 2^24 cells x genes (a seeded subsample beyond that): ~25 s for 6,600 x 500,
+        ~70 s for 2,200 x 3,000 on one core. Without raw counts V stays PCA's. Measured in the benchmarks,
+        section 7 ("Loadings fitted to the counts").
     """
 
     hidden_dim: int = 64
@@ -235,9 +244,12 @@ class TrainSettings(_Settings):
     mixup_prob: float | None = None
     max_value: float | None = 10.0
     count_latents: str = "posterior_draw"
+    count_loadings_width: float | None = 1.5
 
     def __post_init__(self) -> None:
         _choice("count_latents", self.count_latents, ("posterior_draw", "measurement"))
+        if self.count_loadings_width is not None:
+            _finite("count_loadings_width", self.count_loadings_width, low=0.0, low_open=True)
         for name in ("hidden_dim", "n_blocks", "n_updates", "batch_size"):
             _positive_int(name, getattr(self, name))
         _positive_int("n_timesteps", self.n_timesteps)

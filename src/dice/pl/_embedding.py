@@ -80,7 +80,7 @@ def embedding_comparison(
         raise DiceInputError(f"color {color!r} is not a column of adata.obs ({list(adata.obs)}).")
     values = adata.obs[color] if color is not None else None
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.8), layout="constrained")
-    for ax, rep, title in zip(axes, (f"X_{key}_pca", f"X_{key}"), ("PCA projection", "DICE (posterior mean)")):
+    for ax, rep, title in zip(axes, (f"X_{key}_pca", f"X_{key}"), ("undenoised projection", "DICE (posterior mean)")):
         _scatter(ax, two_d(adata, rep, method=basis, seed=seed), values, title)
     if values is not None and not np.issubdtype(np.asarray(values).dtype, np.number):
         handles, labels = axes[1].get_legend_handles_labels()

@@ -66,10 +66,25 @@ def fit_prior(
     latents = reference_latents(embedding, matrix, rows=rows)
     logger.info("dice: k = %d latent dimensions, reference noise variance %.3g", embedding.n_comps, embedding.noise_var)
     count_reference, kind = None, "projection"
-    depth = None
+    depth, loadings_fit = None, None
     if counts is not None:
+        reference_counts = _gather_counts(counts, rows, counts_layer, matrix.shape, embedding.n_genes)
+        if settings.count_loadings_width is not None:
+            from ..models._loadings import refit_loadings
+            from ..models._prior import resolve_device
+
+            embedding, loadings_fit = refit_loadings(
+                embedding,
+                reference_counts,
+                width=settings.count_loadings_width,
+                latents=latents,
+                seed=seed,
+                device=resolve_device(device),
+            )
+            latents = reference_latents(embedding, matrix, rows=rows)
+            logger.info("dice: loadings refitted to the counts of %d cells", loadings_fit["n_cells"])
         count_reference, latents, depth = _count_latents(
-            embedding, counts, latents, rows, counts_layer, matrix.shape, draw=settings.count_latents, seed=seed
+            embedding, reference_counts, latents, draw=settings.count_latents, seed=seed
         )
         kind = "counts" if settings.count_latents == "measurement" else "counts_posterior_draw"
         logger.info(
@@ -88,6 +103,7 @@ def fit_prior(
     )
     if depth is not None:  # what "far shallower than the reference" means for a query (dice.tl.denoise warns)
         model.config["reference_depth"] = depth_summary(depth)
+    model.config["loadings_fit"] = loadings_fit or {"kind": "pca"}
     return model
 
 
@@ -97,7 +113,24 @@ def depth_summary(depth: np.ndarray) -> dict:
     return {"q01": float(q[0]), "q05": float(q[1]), "median": float(q[2]), "q95": float(q[3])}
 
 
-def _count_latents(embedding, counts, latents, rows, counts_layer, shape, *, draw="posterior_draw", seed=0):
+def _gather_counts(counts, rows, counts_layer, shape, n_genes):
+    """The reference's raw counts (the cells ``rows``) as one checked sparse matrix, read in row blocks."""
+    import scipy.sparse as sp
+
+    from .._blocks import block_size_for, iter_row_blocks
+    from ._latent import _check_counts
+
+    if counts.shape != shape:
+        raise DiceInputError(f"adata.layers[{counts_layer!r}] has shape {counts.shape}, X has {shape}.")
+    blocks = []
+    for block in iter_row_blocks(counts, block_size=block_size_for(n_genes), rows=rows):
+        values = sp.csr_matrix(block.values, dtype=np.float64)
+        _check_counts(values, "adata")
+        blocks.append(values)
+    return sp.vstack(blocks, format="csr")
+
+
+def _count_latents(embedding, reference_counts, latents, *, draw="posterior_draw", seed=0):
     """Fit the count reference on the reference's raw counts; return it, the reference's count latents and depths.
 
     The latents are each cell's count measurement (``draw="measurement"``) or one draw from its posterior
@@ -107,20 +140,8 @@ def _count_latents(embedding, counts, latents, rows, counts_layer, shape, *, dra
     Averaged over the reference, the draws have the latent states' own spread, where the measurements
     have it plus the noise (equal for a deep reference, twice or more for a shallow one).
     """
-    import scipy.sparse as sp
-
-    from .._blocks import block_size_for, iter_row_blocks
     from ..likelihood._counts import count_measurement, fit_count_reference
-    from ._latent import _check_counts
 
-    if counts.shape != shape:
-        raise DiceInputError(f"adata.layers[{counts_layer!r}] has shape {counts.shape}, X has {shape}.")
-    blocks = []
-    for block in iter_row_blocks(counts, block_size=block_size_for(embedding.n_genes), rows=rows):
-        values = sp.csr_matrix(block.values, dtype=np.float64)
-        _check_counts(values, "adata")
-        blocks.append(values)
-    reference_counts = sp.vstack(blocks, format="csr")
     count_reference = fit_count_reference(reference_counts, embedding, latents=latents)
     depth = np.asarray(reference_counts.sum(axis=1)).ravel()
     measured = count_measurement(reference_counts, embedding, count_reference)
@@ -152,9 +173,14 @@ def train_prior(
     log-normalised data), the count likelihood's per-gene statistics are fitted on them
     (:func:`dice.likelihood.fit_count_reference`, kept as ``model.count_reference``) and the prior is trained
     on the count measurement of the reference (``model.config["prior_latents"] == "counts"``), so that
-    ``likelihood="auto"`` measures queries with counts from their raw counts. Without that layer nothing
-    changes (``"projection"``: ``V^T x_std``). Raw-count ``X`` (non-negative integers, no ``layers["counts"]``)
-    is read as counts too, and log-normalised internally (``normalize_total(1e4)`` + ``log1p``, block by block).
+    ``likelihood="auto"`` measures queries with counts from their raw counts. Before that, the loading matrix
+    V itself is refitted to the counts under a penalty that keeps it near PCA's
+    (``TrainSettings.count_loadings_width``; recorded in ``model.config["loadings_fit"]``): PCA of a shallow
+    reference's log-normalised values mixes depth noise into V. The per-gene noise variances of the Gaussian
+    likelihoods stay PCA's residual statistics (their overall level is estimated on the data denoised).
+    Without that layer nothing changes (``"projection"``: ``V^T x_std``, PCA's V). Raw-count ``X`` (non-negative
+    integers, no ``layers["counts"]``) is read as counts too, and log-normalised internally
+    (``normalize_total(1e4)`` + ``log1p``, block by block).
 
     Parameters
     ----------
