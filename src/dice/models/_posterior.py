@@ -21,7 +21,7 @@ from ._covariance import mean_variance
 from ._sampler import likelihood_step, prior_step, rho_schedule
 from ._schedule import NoiseSchedule
 
-__all__ = ["CHUNK_CELLS", "PosteriorSamples", "sample_posterior", "warn_clamped"]
+__all__ = ["CHUNK_CELLS", "PosteriorSamples", "sample_posterior", "warn_clamped", "warn_outside"]
 
 #: Cells per sampler chunk (times ``n_samples`` rows per network call).
 CHUNK_CELLS = 1024
@@ -43,6 +43,7 @@ class PosteriorSamples:
     n_clamped: int
     mean_estimate: str
     uncertainty: str = "samples"
+    n_outside: int = 0  # cells whose posterior used the Gaussian prior (dice.models._outside)
 
 
 def _generator(seed: int, chunk: int, device, stream: int = 0) -> torch.Generator:
@@ -125,6 +126,17 @@ def warn_clamped(n_clamped: int, schedule: NoiseSchedule, *, stacklevel: int = 2
         f"{n_clamped} prior steps asked for a noise level above the diffusion schedule's maximum "
         f"({schedule.max_noise_std:.1f} x the latent scale) and started at t = T instead. Lower rho, "
         "or train the prior with a longer schedule (n_timesteps).",
+        stacklevel=stacklevel,
+    )
+
+
+def warn_outside(n_outside: int, *, stacklevel: int = 2) -> None:
+    """Warn that ``n_outside`` cells were measured outside the reference's latent states."""
+    warnings.warn(
+        f"{n_outside} cells were measured far outside the reference's latent states (more than twice the "
+        "reference's radius from its centre, beyond what their noise explains); the diffusion prior has never "
+        "seen such states, so their posterior uses a Gaussian approximation of the prior instead. Such cells "
+        "are often another species, doublets or debris; uns[key]['n_outside_prior'] counts them.",
         stacklevel=stacklevel,
     )
 

@@ -16,7 +16,8 @@ from ..likelihood._counts import CountReference
 from ..pp._linear import LinearEmbedding
 from . import _io
 from ._network import DiffusionMLP
-from ._posterior import PosteriorSamples, sample_posterior
+from ._outside import apply_gaussian_prior, latent_moments, outside_prior
+from ._posterior import CHUNK_CELLS, PosteriorSamples, sample_posterior, warn_outside
 from ._schedule import NoiseSchedule
 from ._training import SameLabelMixup, train_diffusion
 
@@ -197,6 +198,7 @@ class DicePrior:
             "device": str(device),
             "history": history,
             "prior_latents": latents_kind,
+            "latent_moments": latent_moments(latents),
         }
         return cls(embedding, network, schedule, latent_scale, config, device=device, count_reference=count_reference)
 
@@ -236,16 +238,20 @@ class DicePrior:
         """Posterior of latent measurements ``scores`` with per-cell noise variances ``sigma2`` (array level).
 
         ``first_chunk`` and ``warn``: see :func:`dice.models._posterior.sample_posterior` (rows of a larger
-        dataset seeded as in the whole; the clamped-steps warning left to the caller).
+        dataset seeded as in the whole; the clamped-steps and outside warnings left to the caller). Cells
+        measured far outside the reference's latent states get the posterior of a Gaussian approximation of
+        the prior instead of the network's (:mod:`dice.models._outside`; ``PosteriorSamples.n_outside``).
         """
         logger.info("dice: sampling the posterior of %d cells on device %s", len(scores), self.device)
-        return sample_posterior(
+        settings = settings or PosteriorSettings()
+        scores, sigma2 = np.asarray(scores), np.asarray(sigma2)
+        result = sample_posterior(
             self.network,
             self.schedule,
-            np.asarray(scores),
-            np.asarray(sigma2),
+            scores,
+            sigma2,
             self.latent_scale,
-            settings or PosteriorSettings(),
+            settings,
             seed=seed,
             device=self.device,
             keep_samples=keep_samples,
@@ -253,6 +259,15 @@ class DicePrior:
             first_chunk=first_chunk,
             warn=warn,
         )
+        moments = self.config.get("latent_moments")  # absent from models saved before it existed: no guard
+        if moments is not None:
+            outside = outside_prior(scores, sigma2, moments, settings.rho)
+            apply_gaussian_prior(
+                result, outside, scores, sigma2, moments, settings, seed=seed, first_row=first_chunk * CHUNK_CELLS
+            )
+            if result.n_outside and warn:
+                warn_outside(result.n_outside, stacklevel=3)
+        return result
 
     def to(self, device: str | torch.device) -> DicePrior:
         """Move the network to ``device`` (``"auto"``, ``"cpu"``, ``"cuda"``; refused when unavailable)."""

@@ -33,7 +33,7 @@ from .._settings import PosteriorSettings
 from .._validation import DiceInputError, ValueSummary
 from ..likelihood import GaussianLikelihood
 from ..likelihood._gaussian import dataset_level
-from ..models._posterior import CHUNK_CELLS, warn_clamped
+from ..models._posterior import CHUNK_CELLS, warn_clamped, warn_outside
 from ..pp._align import align_genes
 from ._latent import (
     CellMeasurements,
@@ -238,10 +238,14 @@ def denoise_on_dask(
     n_clamped = sum(result.info["n_clamped_prior_steps"] for result in results)
     if n_clamped:
         warn_clamped(n_clamped, model.schedule, stacklevel=4)
+    n_outside = sum(result.info["n_outside_prior"] for result in results)
+    if n_outside:
+        warn_outside(n_outside, stacklevel=4)
     info = dict(results[0].info)
     info.update(
         noise_var_mean=float(np.mean(np.concatenate([noise for _, noise in sampled]))),
         n_clamped_prior_steps=n_clamped,
+        n_outside_prior=n_outside,
         dask={
             "scheduler": scheduler,
             "n_chunks": len(chunks),

@@ -464,6 +464,7 @@ def posterior_of(
     info.update(
         noise_var_mean=float(np.mean(measurement.noise_var)),
         n_clamped_prior_steps=posterior.n_clamped,
+        n_outside_prior=posterior.n_outside,
         posterior_mean=posterior.mean_estimate,
     )
     return LatentResult(
