@@ -23,6 +23,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=8)
     parser.add_argument("--n-cells", type=int, default=10_000)
     parser.add_argument("--before", help="path of another version's src/dice/likelihood/_newton.py")
+    parser.add_argument(
+        "--count-loadings-width", help="the model's TrainSettings.count_loadings_width ('none': PCA's V)"
+    )
     args = parser.parse_args()
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS"):
         os.environ[var] = str(args.threads)
@@ -40,7 +43,11 @@ def main() -> None:
     query = adata[rng.integers(0, adata.n_obs, args.n_cells)].copy()
     reference.obs_names_make_unique()
     query.obs_names_make_unique()
-    model = dice.tl.train_prior(reference, n_comps=25, seed=0, progress=False)
+    settings = dice.tl.TrainSettings()
+    if args.count_loadings_width is not None:
+        width = None if args.count_loadings_width.lower() == "none" else float(args.count_loadings_width)
+        settings = settings.replace(count_loadings_width=width)
+    model = dice.tl.train_prior(reference, n_comps=25, settings=settings, seed=0, progress=False)
 
     current = counts_module.newton_modes
     arms = {"counts": (dice.tl.PosteriorSettings(), current)}

@@ -155,7 +155,7 @@ ref_proj = dice.pp.project(reference, model, copy=True).obsm["X_dice_pca"]
 query_proj = dice.pp.project(query, model, copy=True).obsm["X_dice_pca"]
 known = query.obs[LABELS].notna().to_numpy()
 baseline = dice.metrics.knn_transfer_accuracy(ref_proj, reference.obs[LABELS], query_proj[known], scored[LABELS])
-print(f"15-NN on the PCA projection: accuracy {baseline:.3f}; dice: {correct.mean():.3f}")
+print(f"15-NN on the undenoised projection: accuracy {baseline:.3f}; dice: {correct.mean():.3f}")
 
 # %% [markdown]
 # ### Is the confidence calibrated?

@@ -197,7 +197,7 @@ for rho in rhos:
     }
 rho_table = pd.DataFrame(rows).T
 rho_table.index.name = "rho"
-rho_table.loc["PCA projection"] = {
+rho_table.loc["undenoised projection"] = {
     "silhouette": dice.metrics.silhouette(query_a.obsm["X_dice_pca"], query_a.obs["label"]),
     "15-NN accuracy": dice.metrics.knn_accuracy(query_a.obsm["X_dice_pca"], query_a.obs["label"]),
 }
