@@ -96,3 +96,17 @@ def test_models_without_moments_sample_as_before(trained_model):
     far = np.array(trained_model.config["latent_moments"]["mean"]) + 1e3
     result = old.posterior(far[None, :], np.array([0.5]), PosteriorSettings(), progress=False, warn=False)
     assert result.n_outside == 0  # no guard without the training moments
+
+
+def test_cells_noisier_than_the_schedule_get_the_gaussian_posterior_without_a_clamp_warning(trained_model):
+    model = trained_model
+    moments = model.config["latent_moments"]
+    top = model.schedule.max_noise_std * model.latent_scale
+    scores = np.array(moments["mean"])[None, :] + 0.1
+    sigma2 = np.array([(1.5 * top) ** 2])
+    with pytest.warns(UserWarning, match="1 cell was measured far outside") as caught:
+        result = model.posterior(scores, sigma2, PosteriorSettings(), seed=0, progress=False)
+    assert not any("diffusion schedule's maximum" in str(w.message) for w in caught)
+    assert result.n_outside == 1 and result.n_clamped == 0
+    s = np.array(moments["var"])
+    np.testing.assert_allclose(result.mean[0], moments["mean"] + s / (s + sigma2[0]) * 0.1, rtol=1e-4)

@@ -11,7 +11,11 @@ measurement's own penalised mode.
 
 A cell is *outside* when, after removing what its noise explains, its measurement lies more than
 :data:`OUTSIDE_FACTOR` times the reference's radius (the largest distance of a reference latent from their
-mean) from the reference's centre: ``||s - m|| - level sqrt(k) > OUTSIDE_FACTOR * radius``.
+mean) from the reference's centre: ``||s - m|| - level sqrt(k) > OUTSIDE_FACTOR * radius``
+(:func:`outside_prior`). With the direct sampler, so is a cell whose noise level exceeds the diffusion
+schedule's top level (:meth:`dice.models.DicePrior.posterior` adds it): the network would start from t = T
+with an input noisier than any it was trained on, while the Gaussian posterior is accurate there (the
+prior is blurred far beyond its structure; the error is of order ``S / level^2``).
 """
 
 from __future__ import annotations

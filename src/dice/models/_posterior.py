@@ -133,10 +133,13 @@ def warn_clamped(n_clamped: int, schedule: NoiseSchedule, *, stacklevel: int = 2
 def warn_outside(n_outside: int, *, stacklevel: int = 2) -> None:
     """Warn that ``n_outside`` cells were measured outside the reference's latent states."""
     warnings.warn(
-        f"{n_outside} cells were measured far outside the reference's latent states (more than twice the "
-        "reference's radius from its centre, beyond what their noise explains); the diffusion prior has never "
-        "seen such states, so their posterior uses a Gaussian approximation of the prior instead. Such cells "
-        "are often another species, doublets or debris; uns[key]['n_outside_prior'] counts them.",
+        f"{n_outside} {'cell was' if n_outside == 1 else 'cells were'} measured far outside the reference's "
+        "latent states (more than twice the "
+        "reference's radius from its centre beyond what their noise explains, or with more noise than the "
+        "prior's diffusion schedule spans); their posterior uses a Gaussian approximation of the prior "
+        "(the reference latents' mean and variances) instead of the diffusion prior, which never saw such "
+        "inputs. Such cells are often another species, doublets, debris or nearly empty droplets; "
+        "uns[key]['n_outside_prior'] counts them.",
         stacklevel=stacklevel,
     )
 

@@ -17,7 +17,7 @@ from ..pp._linear import LinearEmbedding
 from . import _io
 from ._network import DiffusionMLP
 from ._outside import apply_gaussian_prior, latent_moments, outside_prior
-from ._posterior import CHUNK_CELLS, PosteriorSamples, sample_posterior, warn_outside
+from ._posterior import CHUNK_CELLS, PosteriorSamples, sample_posterior, warn_clamped, warn_outside
 from ._schedule import NoiseSchedule
 from ._training import SameLabelMixup, train_diffusion
 
@@ -257,16 +257,23 @@ class DicePrior:
             keep_samples=keep_samples,
             progress=progress,
             first_chunk=first_chunk,
-            warn=warn,
+            warn=False,
         )
         moments = self.config.get("latent_moments")  # absent from models saved before it existed: no guard
         if moments is not None:
             outside = outside_prior(scores, sigma2, moments, settings.rho)
+            if settings.sampler == "direct":  # above the schedule's top level the posterior is the prior's blur
+                max_level = self.schedule.max_noise_std * self.latent_scale
+                outside |= np.sqrt(np.asarray(sigma2, dtype=np.float64) * (1.0 + settings.rho**2)) > max_level
             apply_gaussian_prior(
                 result, outside, scores, sigma2, moments, settings, seed=seed, first_row=first_chunk * CHUNK_CELLS
             )
-            if result.n_outside and warn:
-                warn_outside(result.n_outside, stacklevel=3)
+            if settings.sampler == "direct":
+                result.n_clamped = 0  # every clamped row of the direct sampler was replaced just now
+        if warn and result.n_clamped:
+            warn_clamped(result.n_clamped, self.schedule, stacklevel=3)
+        if warn and result.n_outside:
+            warn_outside(result.n_outside, stacklevel=3)
         return result
 
     def to(self, device: str | torch.device) -> DicePrior:

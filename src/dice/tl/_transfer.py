@@ -248,8 +248,16 @@ def transfer_labels(
             model, ref_found[0], alignment, present, labelled, query_cells, ref_cells.pca, seed, profiles
         )
     keep = transfer.classifier == "knn" or store_samples
+    # the reference's own cells: their clamped or outside-the-prior cells are not the user's to act on
     calibration = posterior_of(
-        model, ref_cells, settings, rows=np.flatnonzero(held), seed=seed, keep_samples=True, progress=progress
+        model,
+        ref_cells,
+        settings,
+        rows=np.flatnonzero(held),
+        seed=seed,
+        keep_samples=True,
+        progress=progress,
+        warn=False,
     )
     query = posterior_of(model, query_cells, settings, seed=seed, keep_samples=keep, progress=progress)
     _warn_if_noisier(query, calibration, matched)
@@ -265,6 +273,7 @@ def transfer_labels(
             rows=np.flatnonzero(~held),
             seed=seed,
             progress=False,
+            warn=False,
         ).mean
         cal_model = query_model = LogisticLatent(means, codes[~held], n_classes)
     else:
