@@ -229,7 +229,7 @@ class TrainSettings(_Settings):
         mixes depth noise into V, most on a shallow reference; the fit keeps what the counts support. Default
         1.5 (screened 0.5-3; an unpenalised fit overfits). ``None`` keeps PCA's V. Costs 300 full-batch Adam
         steps on at most 2^24 cells x genes (a seeded subsample beyond that): ~25 s for 6,600 x 500,
-        ~70 s for 2,200 x 3,000 on one core. Without raw counts V stays PCA's. Measured in the benchmarks,
+        ~50 s for 2,700 x 3,000 on one core. Without raw counts V stays PCA's. Measured in the benchmarks,
         section 7 ("Loadings fitted to the counts").
     """
 
