@@ -305,8 +305,9 @@ def prepare_task(
 def build_peer_splits(task: RealTask, embedding):
     """:class:`peers.PeerSplit` pair sharing DICE's standardisation and loadings exactly.
 
-    ``embedding`` is a fitted ``dice.pp._linear.LinearEmbedding`` (e.g. ``model.embedding``), so the ``pca`` peer
-    equals DICE's starting point ``V^T x`` (``obsm["X_dice_pca"]``) bit for bit.
+    ``embedding`` is a fitted ``dice.pp._linear.LinearEmbedding`` (PCA of the reference, as ``train_prior`` fits
+    it before refitting the loadings to the counts), so the ``pca`` peer equals ``V^T x`` of a model trained
+    with ``TrainSettings(count_loadings_width=None)`` (``obsm["X_dice_pca"]``) bit for bit.
     """
     import peers
 

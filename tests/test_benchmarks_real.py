@@ -68,8 +68,9 @@ def test_run_task_seed_and_report(tiny_task, tmp_path):
     assert ("magic" in got) == real.available("magic")
     assert "error" not in frame or frame["error"].isna().all()
     assert np.isfinite(frame["leiden_oracle_ari"]).all() and (frame["seconds"] >= 0).all()
-    # the PCA peer is exactly DICE's starting point V^T x
-    model = dice.tl.train_prior(tiny_task.ref, n_comps=25, settings=dice.tl.TrainSettings(n_updates=2), progress=False)
+    # the PCA peer is exactly DICE's starting point V^T x, PCA's loadings before their refit to the counts
+    settings = dice.tl.TrainSettings(n_updates=2, count_loadings_width=None)
+    model = dice.tl.train_prior(tiny_task.ref, n_comps=25, settings=settings, progress=False)
     embedding = LinearEmbedding.fit(tiny_task.ref.X, tiny_task.ref.var_names, n_comps=25)
     np.testing.assert_allclose(embedding.loadings, model.embedding.loadings, atol=1e-5)
     ref_split, query_split = tasks_mod.build_peer_splits(tiny_task, embedding)
