@@ -57,11 +57,6 @@ def _knn_labels(reference, query, labels_key: str, k: int = 15):
     return clf.classes_[proba.argmax(axis=1)], proba.max(axis=1)
 
 
-def _pca_scores(pca, adata) -> np.ndarray:
-    """The cells projected on the reference's PCA loadings (standardised and capped as for the model)."""
-    return pca.project(pca.standardize(np.asarray(adata.X.todense() if hasattr(adata.X, "todense") else adata.X)))
-
-
 def run_demo(*, out_dir: Path, seed: int = 0, n_steps: int = 4000, progress: bool = True) -> dict:
     """Train a prior on 80 % of CBMC; transfer labels to the other 20 % at full, 20 % and 5 % depth."""
     import matplotlib
@@ -71,7 +66,7 @@ def run_demo(*, out_dir: Path, seed: int = 0, n_steps: int = 4000, progress: boo
 
     from . import datasets, metrics, pl, pp, tl
     from .pp._linear import LinearEmbedding
-    from .tl._latent import DepthWarning
+    from .tl._latent import DepthWarning, reference_latents
 
     started = time.perf_counter()
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -88,7 +83,7 @@ def run_demo(*, out_dir: Path, seed: int = 0, n_steps: int = 4000, progress: boo
     print(f"trained {model} in {model.history['seconds']:.0f} s (count likelihood: raw counts in layers['counts'])")
     # the baseline: PCA of the reference (the model's own loadings are refitted to the counts)
     pca = LinearEmbedding.fit(reference.X, reference.var_names, n_comps=25)
-    reference.obsm["X_pca"] = _pca_scores(pca, reference)
+    reference.obsm["X_pca"] = reference_latents(pca, reference.X)  # in row blocks
 
     rows, shallow = [], None
     for fraction in DEMO_FRACTIONS:
@@ -104,7 +99,7 @@ def run_demo(*, out_dir: Path, seed: int = 0, n_steps: int = 4000, progress: boo
             if not issubclass(w.category, DepthWarning):
                 warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
         truth = q.obs["label"].astype(str).to_numpy()
-        q.obsm["X_pca"] = _pca_scores(pca, q)
+        q.obsm["X_pca"] = reference_latents(pca, q.X)
         knn, knn_conf = _knn_labels(reference, q, "label")
         for name, predicted, confidence, rep in (
             ("PCA + kNN", knn, knn_conf, "X_pca"),

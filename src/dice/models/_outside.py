@@ -13,9 +13,9 @@ A cell is *outside* when, after removing what its noise explains, its measuremen
 :data:`OUTSIDE_FACTOR` times the reference's radius (the largest distance of a reference latent from their
 mean) from the reference's centre: ``||s - m|| - level sqrt(k) > OUTSIDE_FACTOR * radius``
 (:func:`outside_prior`). With the direct sampler, so is a cell whose noise level exceeds the diffusion
-schedule's top level (:meth:`dice.models.DicePrior.posterior` adds it): the network would start from t = T
-with an input noisier than any it was trained on, while the Gaussian posterior is accurate there (the
-prior is blurred far beyond its structure; the error is of order ``S / level^2``).
+schedule's top level (``max_level``, passed by :meth:`dice.models.DicePrior.posterior`): the network
+would start from t = T with an input noisier than any it was trained on, while the Gaussian posterior is
+accurate there (the prior is blurred far beyond its structure; the error is of order ``S / level^2``).
 """
 
 from __future__ import annotations
@@ -42,12 +42,18 @@ def _level2(sigma2: np.ndarray, rho: float) -> np.ndarray:
     return np.asarray(sigma2, dtype=np.float64) * (1.0 + rho**2)
 
 
-def outside_prior(scores: np.ndarray, sigma2: np.ndarray, moments: dict, rho: float = 0.0) -> np.ndarray:
-    """Boolean mask of the cells whose measurement lies outside the reference's latent states."""
+def outside_prior(
+    scores: np.ndarray, sigma2: np.ndarray, moments: dict, rho: float = 0.0, max_level: float | None = None
+) -> np.ndarray:
+    """Boolean mask of the cells whose measurement lies outside the reference's latent states, or (with
+    ``max_level``, the diffusion schedule's top noise sd in latent units) whose noise level exceeds it."""
     mean = np.asarray(moments["mean"], dtype=np.float64)
+    level2 = _level2(sigma2, rho)
     distance = np.linalg.norm(np.asarray(scores, dtype=np.float64) - mean, axis=1)
-    noise = np.sqrt(_level2(sigma2, rho) * mean.size)
-    return distance - noise > OUTSIDE_FACTOR * float(moments["radius"])
+    outside = distance - np.sqrt(level2 * mean.size) > OUTSIDE_FACTOR * float(moments["radius"])
+    if max_level is not None:
+        outside |= level2 > max_level**2
+    return outside
 
 
 def apply_gaussian_prior(result, mask, scores, sigma2, moments, settings, *, seed: int, first_row: int) -> None:

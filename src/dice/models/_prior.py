@@ -261,14 +261,13 @@ class DicePrior:
         )
         moments = self.config.get("latent_moments")  # absent from models saved before it existed: no guard
         if moments is not None:
-            outside = outside_prior(scores, sigma2, moments, settings.rho)
-            if settings.sampler == "direct":  # above the schedule's top level the posterior is the prior's blur
-                max_level = self.schedule.max_noise_std * self.latent_scale
-                outside |= np.sqrt(np.asarray(sigma2, dtype=np.float64) * (1.0 + settings.rho**2)) > max_level
+            direct = settings.sampler == "direct"  # above the schedule's top level: the prior's blur, Gaussian
+            max_level = self.schedule.max_noise_std * self.latent_scale if direct else None
+            outside = outside_prior(scores, sigma2, moments, settings.rho, max_level)
             apply_gaussian_prior(
                 result, outside, scores, sigma2, moments, settings, seed=seed, first_row=first_chunk * CHUNK_CELLS
             )
-            if settings.sampler == "direct":
+            if direct:
                 result.n_clamped = 0  # every clamped row of the direct sampler was replaced just now
         if warn and result.n_clamped:
             warn_clamped(result.n_clamped, self.schedule, stacklevel=3)
