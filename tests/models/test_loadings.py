@@ -133,3 +133,48 @@ def test_without_counts_the_loadings_stay_pca():
 def test_bad_width_is_refused(width):
     with pytest.raises(DiceInputError, match="count_loadings_width"):
         dice.tl.TrainSettings(count_loadings_width=width)
+
+
+@pytest.mark.parametrize("width2", [0.3, None])
+def test_hand_written_gradient_equals_autograd(width2):
+    # the refit steps on _set_gradients (three transcendentals per entry instead of autograd's seven): it must
+    # be the exact gradient of _objective, including the multinomial normalisation and the soft floor's slope
+    import torch
+
+    from dice.models._loadings import _FitData, _objective, _set_gradients
+
+    rng = np.random.default_rng(0)
+    n, g, k = 50, 40, 3
+
+    def t(a):
+        return torch.tensor(np.asarray(a), dtype=torch.float64)
+
+    c = t(rng.poisson(2.0, (n, g)))
+    data = _FitData(
+        counts=c,
+        depth=c.sum(1, keepdim=True),
+        mean=t(rng.normal(0.5, 0.5, g)),
+        std=t(rng.uniform(0.5, 1.5, g)),
+        alpha=t(rng.uniform(0.01, 0.5, g)),
+        precision=t(rng.uniform(0.5, 2.0, k)),
+        start=t(rng.normal(0.0, 0.2, (g, k))),
+        width2=width2,
+        floor=0.05,
+        min_rate=0.1,
+    )
+    params = [torch.nn.Parameter(t(rng.normal(0.0, s, shape))) for s, shape in ((0.3, (g, k)), (1.0, (n, k)), (0.3, g))]
+    _objective(*params, data).backward()
+    auto = [p.grad.clone() for p in params]
+    with torch.no_grad():
+        _set_gradients(*params, data)
+    for expected, got in zip(auto, (p.grad for p in params), strict=True):
+        np.testing.assert_allclose(got.numpy(), expected.numpy(), rtol=1e-7, atol=1e-9)
+
+    # a cell without counts carries no likelihood: finite gradients, its state pulled by the weak prior alone
+    data.counts[0] = 0.0
+    data.depth[0] = 0.0
+    with torch.no_grad():
+        _set_gradients(*params, data)
+        assert all(bool(torch.isfinite(p.grad).all()) for p in params)
+        np.testing.assert_allclose(params[1].grad[0].numpy(), (params[1][0] * data.precision / n).numpy())
+        assert np.isfinite(float(_objective(*params, data)))

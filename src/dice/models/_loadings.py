@@ -15,6 +15,7 @@ rest of the model (projection, count measurement, prior) is unchanged.
 from __future__ import annotations
 
 import dataclasses
+from typing import NamedTuple
 
 import numpy as np
 import scipy.sparse as sp
@@ -90,47 +91,97 @@ def refit_loadings(
         return torch.tensor(np.asarray(array, dtype=np.float32), device=device)
 
     c = tensor(values.toarray())
-    depth = c.sum(dim=1, keepdim=True)
-    mean, std = tensor(embedding.mean), tensor(embedding.std)
-    alpha = tensor(np.maximum(reference.dispersion, 1e-6))
-    precision = tensor(1.0 / reference.prior_var)
-    start = tensor(embedding.loadings)
+    data = _FitData(
+        counts=c,
+        depth=c.sum(dim=1, keepdim=True),
+        mean=tensor(embedding.mean),
+        std=tensor(embedding.std),
+        alpha=tensor(np.maximum(reference.dispersion, 1e-6)),
+        precision=tensor(1.0 / reference.prior_var),
+        start=tensor(embedding.loadings),
+        width2=None if width is None else width**2 / embedding.n_genes,
+        floor=reference.floor,
+        min_rate=reference.min_rate,
+    )
     loadings = torch.nn.Parameter(tensor(embedding.loadings))
     states = torch.nn.Parameter(tensor(modes))
     scale = torch.nn.Parameter(tensor(reference.gene_scale))
-    width2 = None if width is None else width**2 / embedding.n_genes
-    n_cells = c.shape[0]
-
-    def objective(with_penalty: bool = True) -> torch.Tensor:
-        x = mean + std * (states @ loadings.T)
-        soft = torch.nn.functional.softplus(x, beta=1.0 / reference.floor)  # the smooth floor at 0
-        rate = torch.exp(scale) * (torch.expm1(soft) + reference.min_rate)
-        lam = depth * rate / rate.sum(dim=1, keepdim=True)
-        loglik = c * torch.log(lam) - (c + 1.0 / alpha) * torch.log1p(alpha * lam)
-        loss = -(loglik.sum() - 0.5 * (states * states * precision).sum()) / n_cells
-        if with_penalty and width2 is not None:  # the penalty is per reference, the likelihood per cell
-            loss = loss + 0.5 * ((loadings - start) ** 2).sum() / width2 / n_cells
-        return loss
-
     optimizer = torch.optim.Adam([loadings, states, scale], lr=lr)
     with torch.no_grad():
-        before = float(objective())
-    for _ in range(n_steps):
-        loss = objective()
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-    with torch.no_grad():
-        after = float(objective())
+        before = float(_objective(loadings, states, scale, data))
+        for _ in range(n_steps):
+            _set_gradients(loadings, states, scale, data)
+            optimizer.step()
+        after = float(_objective(loadings, states, scale, data))
     fitted = loadings.detach().cpu().numpy().astype(np.float64)
     q, _ = np.linalg.qr(fitted)
     q *= np.where(np.sum(q * embedding.loadings, axis=0) < 0, -1.0, 1.0)  # keep each axis's orientation
     info = {
         "kind": "counts",
         "width": None if width is None else float(width),
-        "n_cells": int(n_cells),
+        "n_cells": int(c.shape[0]),
         "n_steps": int(n_steps),
         "objective_before": before,
         "objective_after": after,
     }
     return dataclasses.replace(embedding, loadings=q.astype(embedding.loadings.dtype)), info
+
+
+class _FitData(NamedTuple):
+    """The fixed inputs of the refit (torch tensors on the fit's device) and the count model's constants."""
+
+    counts: torch.Tensor  # cells x genes
+    depth: torch.Tensor  # cells x 1
+    mean: torch.Tensor  # genes
+    std: torch.Tensor  # genes
+    alpha: torch.Tensor  # genes, negative-binomial dispersion (> 0)
+    precision: torch.Tensor  # k, the weak prior on the states
+    start: torch.Tensor  # genes x k, PCA's loadings (the penalty's centre)
+    width2: float | None  # the penalty's variance per entry; None: no penalty
+    floor: float
+    min_rate: float
+
+
+def _objective(loadings, states, scale, data: _FitData) -> torch.Tensor:
+    """The penalised negative log-likelihood per cell: the count model of :mod:`dice.likelihood._counts`."""
+    x = data.mean + data.std * (states @ loadings.T)
+    soft = torch.nn.functional.softplus(x, beta=1.0 / data.floor)  # the smooth floor at 0
+    rate = torch.exp(scale) * (torch.expm1(soft) + data.min_rate)
+    lam = data.depth * rate / rate.sum(dim=1, keepdim=True)
+    c = data.counts
+    loglik = torch.xlogy(c, lam) - (c + 1.0 / data.alpha) * torch.log1p(data.alpha * lam)  # 0 log 0 = 0
+    n_cells = c.shape[0]
+    loss = -(loglik.sum() - 0.5 * (states * states * data.precision).sum()) / n_cells
+    if data.width2 is not None:  # the penalty is per reference, the likelihood per cell
+        loss = loss + 0.5 * ((loadings - data.start) ** 2).sum() / data.width2 / n_cells
+    return loss
+
+
+def _set_gradients(loadings, states, scale, data: _FitData) -> None:
+    """:func:`_objective`'s gradient in ``V``, the states and the gene scales, written by hand into ``.grad``.
+
+    Autograd of the same objective takes about three times as long on the CPU: it evaluates seven
+    transcendental functions per cell and gene (forward and backward) where three suffice, and keeps every
+    intermediate. With ``w = (c - lambda) / (1 + alpha lambda)`` (``lambda`` times the log-likelihood's
+    derivative in ``lambda``), the multinomial normalisation makes ``a = w - lambda sum(w) / n`` the
+    derivative in ``log(rate)``; the chain rule through the decoder ``rate = e^b (expm1(soft(x)) + m)``
+    then gives it in ``x = mean + std V u``. Checked against autograd in the tests.
+    """
+    n_cells = data.counts.shape[0]
+    x = (states @ loadings.T).mul_(data.std).add_(data.mean)
+    beta = 1.0 / data.floor
+    tail = torch.exp(-beta * x.abs())  # softplus and its slope from one exponential
+    grow = torch.log1p(tail).div_(beta).add_(x.clamp(min=0.0))  # soft(x), the smooth max(x, 0)
+    sigmoid = torch.where(x > 0, 1.0, tail).div_(tail.add_(1.0))  # d soft / d x
+    grow = torch.expm1(grow)
+    ratio = grow.add(1.0).div_(grow.add_(data.min_rate))  # d log(rate) / d soft
+    lam = grow.mul_(torch.exp(scale))  # the rates, then (next line) the expected counts
+    lam.mul_(data.depth / lam.sum(dim=1, keepdim=True))
+    w = (data.counts - lam).div_(lam.mul(data.alpha).add_(1.0))
+    a = w.sub_(lam.mul_(w.sum(dim=1, keepdim=True) / data.depth.clamp(min=1.0)))  # d loglik / d log(rate)
+    scale.grad = -a.sum(dim=0) / n_cells
+    g = a.mul_(ratio).mul_(sigmoid).mul_(data.std)  # d loglik / d (V u)
+    states.grad = (states * data.precision - g @ loadings) / n_cells
+    loadings.grad = -(g.T @ states) / n_cells
+    if data.width2 is not None:
+        loadings.grad += (loadings - data.start) / data.width2 / n_cells
