@@ -338,6 +338,50 @@ def test_count_evidence_is_stacked_and_can_be_switched_off(data, model):
     np.testing.assert_array_equal(shallow.layers["counts"].toarray(), _thin(counts, 0.05, seed=4))  # untouched
 
 
+def test_count_profiles_calibration_cells_unseen_query_sees_every_cell(data, model, monkeypatch):
+    # the stacking weights are fitted on calibration cells scored by profiles that never saw them; the query is
+    # scored by profiles of every labelled reference cell, as its latent classifier indexes every one of them
+    import dice.tl._transfer as transfer_module
+
+    built, scored = [], []
+    real_profiles, real_loglik = transfer_module.CountProfiles, transfer_module.query_loglik
+
+    def spy_profiles(counts, alignment, present, rows, codes, n_classes):
+        built.append(np.sort(np.asarray(rows)))
+        return real_profiles(counts, alignment, present, rows, codes, n_classes)
+
+    def spy_loglik(model_, var_names, counts, profiles):
+        scored.append(profiles)
+        return real_loglik(model_, var_names, counts, profiles)
+
+    monkeypatch.setattr(transfer_module, "CountProfiles", spy_profiles)
+    monkeypatch.setattr(transfer_module, "query_loglik", spy_loglik)
+    ref, counts, labels = data
+    with pytest.warns(DepthWarning):
+        _transfer(_adata(_thin(counts, 0.05, seed=4), labels), ref, model)
+    assert len(built) == 2 and len(scored) == 1
+    held_out, everyone = built
+    assert 0 < len(held_out) < ref.n_obs  # the calibration cells are left out of the first
+    np.testing.assert_array_equal(everyone, np.arange(ref.n_obs))  # every reference cell is labelled here
+    query_profiles = scored[0]
+    assert query_profiles.log_profiles.shape[0] == 2
+    expected = real_profiles(
+        ref.layers["counts"], *_alignment_and_present(ref, model), np.arange(ref.n_obs), _codes(ref), 2
+    )
+    np.testing.assert_allclose(query_profiles.log_profiles, expected.log_profiles)
+
+
+def _alignment_and_present(ref, model):
+    from dice.pp._align import align_genes
+
+    alignment = align_genes(ref.var_names, model.embedding.genes, min_shared=0.0)
+    return alignment, alignment.present
+
+
+def _codes(ref):
+    return np.unique(ref.obs["label"].astype(str).to_numpy(), return_inverse=True)[1]
+
+
 def test_posterior_draws_train_the_prior_on_the_latent_spread():
     """On a shallow reference the count measurements are wider than the latent states (noise on top); one
     posterior draw per cell has about the states' own spread, which the deep measurement of the same cells shows."""

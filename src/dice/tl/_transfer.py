@@ -240,10 +240,12 @@ def transfer_labels(
     if matched:  # train and calibrate at the query's depth: the reference cells thinned to it
         alignment = align_genes(reference.var_names, model.embedding.genes, min_shared=0.0, what="reference")
         present = alignment.present & query_cells.likelihood.present  # the genes both sides measured
-        if evidence:  # label profiles from the non-calibration cells only: the calibration cells stay unseen
+        if evidence:  # the calibration cells are scored by label profiles that never saw them; the query,
+            # like its latent classifier (which indexes every labelled cell), by profiles of every labelled cell
             train = np.flatnonzero(~held)
             profiles = CountProfiles(ref_found[0], alignment, present, labelled[train], codes[train], len(classes))
-            query_ll = query_loglik(model, adata.var_names, query_found[0], profiles)
+            everyone = CountProfiles(ref_found[0], alignment, present, labelled, codes, len(classes))
+            query_ll = query_loglik(model, adata.var_names, query_found[0], everyone)
         ref_cells, ref_depth, ref_ll = thinned_reference(
             model, ref_found[0], alignment, present, labelled, query_cells, ref_cells.pca, seed, profiles
         )
