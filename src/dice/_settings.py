@@ -229,8 +229,8 @@ class TrainSettings(_Settings):
         mixes depth noise into V, most on a shallow reference; the fit keeps what the counts support. Default
         1.5 (screened 0.5-3; an unpenalised fit overfits). ``None`` keeps PCA's V. Costs 300 full-batch Adam
         steps on at most 2^24 cells x genes (a seeded subsample beyond that): on one core, 22 s for
-        7,475 x 500 and 113 s for 3,040 x 3,000 cells x genes. Without raw counts V stays PCA's. Measured in the benchmarks,
-        section 7 ("Loadings fitted to the counts").
+        7,475 x 500 and 113 s for 3,040 x 3,000 cells x genes. Without raw counts V stays PCA's. Measured
+        in the benchmarks, section 7 ("Loadings fitted to the counts").
     """
 
     hidden_dim: int = 64
