@@ -178,3 +178,13 @@ def test_hand_written_gradient_equals_autograd(width2):
         assert all(bool(torch.isfinite(p.grad).all()) for p in params)
         np.testing.assert_allclose(params[1].grad[0].numpy(), (params[1][0] * data.precision / n).numpy())
         assert np.isfinite(float(_objective(*params, data)))
+
+
+def test_progress_bar_counts_the_steps_only_when_asked(capsys):
+    counts, _ = _simulate(100, 5, depth=60.0)
+    embedding = _embedding(counts)
+    refit_loadings(embedding, sp.csr_matrix(counts), width=1.5, n_steps=7)
+    assert "fitting loadings" not in capsys.readouterr().err
+    refit_loadings(embedding, sp.csr_matrix(counts), width=1.5, n_steps=7, progress=True)
+    err = capsys.readouterr().err
+    assert "fitting loadings to counts" in err and "7/7" in err

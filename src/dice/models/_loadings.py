@@ -51,6 +51,7 @@ def refit_loadings(
     n_steps: int = N_STEPS,
     lr: float = LEARNING_RATE,
     max_entries: int = MAX_ENTRIES,
+    progress: bool = False,
 ):
     """The embedding with its loadings refitted to the reference's counts (see the module docstring).
 
@@ -72,6 +73,8 @@ def refit_loadings(
         Torch device of the fit.
     n_steps, lr, max_entries
         Adam steps (full batch), learning rate, largest cells x genes fitted.
+    progress
+        Show a progress bar over the Adam steps (the refit takes minutes on thousands of cells x genes).
 
     Returns
     -------
@@ -79,6 +82,8 @@ def refit_loadings(
     PCA's), and a JSON-ready record of the fit (width, cells, steps, penalised negative log-likelihood per
     cell before and after).
     """
+    from tqdm.auto import tqdm
+
     from ..likelihood._counts import count_measurement, fit_count_reference
 
     rows = fit_rows(counts.shape[0], embedding.n_genes, seed, max_entries)
@@ -109,7 +114,7 @@ def refit_loadings(
     optimizer = torch.optim.Adam([loadings, states, scale], lr=lr)
     with torch.no_grad():
         before = float(_objective(loadings, states, scale, data))
-        for _ in range(n_steps):
+        for _ in tqdm(range(n_steps), desc="fitting loadings to counts", disable=not progress, mininterval=1.0):
             _set_gradients(loadings, states, scale, data)
             optimizer.step()
         after = float(_objective(loadings, states, scale, data))

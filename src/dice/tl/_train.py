@@ -80,6 +80,7 @@ def fit_prior(
                 latents=latents,
                 seed=seed,
                 device=resolve_device(device),
+                progress=progress,
             )
             latents = reference_latents(embedding, matrix, rows=rows)
             logger.info("dice: loadings refitted to the counts of %d cells", loadings_fit["n_cells"])
