@@ -41,30 +41,16 @@ def query_scaled(model, query):
     import numpy as np
     import scipy.sparse as sp
 
-    from dice.likelihood._newton import decoded_rates, dense, newton_modes
+    from dice.likelihood._counts import count_moments
 
-    embedding = model.embedding
-    columns = query.var_names.get_indexer(embedding.genes)
+    columns = query.var_names.get_indexer(model.embedding.genes)
     if (columns < 0).any():
         raise ValueError("the query lacks some of the model's genes")
-    counts = dense(sp.csr_matrix(query.layers["counts"])[:, columns])
+    counts = sp.csr_matrix(query.layers["counts"])[:, columns]
     reference = copy.deepcopy(model.count_reference)
-    present = np.ones(embedding.n_genes, dtype=bool)
-    for _ in range(2):
-        modes, _ = newton_modes(counts, present, embedding, reference, 10, None, information_at_mode=False)
-        rate, _ = decoded_rates(
-            modes,
-            embedding.mean,
-            embedding.std,
-            embedding.loadings,
-            np.exp(reference.gene_scale),
-            reference.floor,
-            reference.min_rate,
-        )
-        expected = counts.sum(axis=1, keepdims=True) * rate / rate.sum(axis=1, keepdims=True)
-        reference.gene_scale = reference.gene_scale + np.log(
-            (counts.sum(axis=0) + 1e-3) / (expected.sum(axis=0) + 1e-3)
-        )
+    for _ in range(2):  # the scale steps of dice.likelihood.fit_count_reference, started from the reference's
+        observed, expected, _, _ = count_moments(counts, model.embedding, reference)
+        reference.gene_scale = reference.gene_scale + np.log((observed + 1e-3) / (expected + 1e-3))
     scaled = copy.copy(model)
     scaled.count_reference = reference
     return scaled

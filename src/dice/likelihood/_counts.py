@@ -193,24 +193,38 @@ def fit_count_reference(
     else:
         prior_var = np.var(np.asarray(latents, dtype=np.float64), axis=0)
     ref = CountReference(np.zeros(embedding.n_genes), np.zeros(embedding.n_genes), prior_var, floor, min_rate)
+    for _ in range(n_rounds):
+        observed, expected, square, excess = count_moments(
+            counts, embedding, ref, n_iter=n_iter, block_size=block_size, n_threads=n_threads
+        )
+        ref.gene_scale = ref.gene_scale + np.log((observed + 1e-3) / (expected + 1e-3))
+        ref.dispersion = np.maximum(excess / np.maximum(square, 1e-12), 0.0)
+    return ref
+
+
+def count_moments(counts, embedding, reference: CountReference, *, n_iter=10, block_size=1024, n_threads=None):
+    """Per-gene sums over cells at each cell's mode under ``reference``: observed counts, expected counts
+    ``lambda``, ``lambda^2`` and the excess ``(c - lambda)^2 - lambda`` (what :func:`fit_count_reference`
+    sets each gene's scale and dispersion from). Blocks are solved in ``n_threads`` threads and summed in
+    block order, so the result does not depend on the number of threads.
+    """
     present = np.ones(embedding.n_genes, dtype=bool)
     loadings = embedding.loadings.astype(np.float64)
+    scale = np.exp(reference.gene_scale)
 
     def moments(start: int) -> np.ndarray:  # one block's observed and expected counts, squares, excess
         block = dense(counts[start : start + block_size])
-        u, _ = newton_modes(block, present, embedding, ref, n_iter, None, information_at_mode=False)
-        rate, _ = decoded_rates(u, embedding.mean, embedding.std, loadings, np.exp(ref.gene_scale), floor, min_rate)
+        u, _ = newton_modes(block, present, embedding, reference, n_iter, None, information_at_mode=False)
+        rate, _ = decoded_rates(u, embedding.mean, embedding.std, loadings, scale, reference.floor, reference.min_rate)
         lam = block.sum(axis=1, keepdims=True) * rate / rate.sum(axis=1, keepdims=True)
         return np.stack(
             [block.sum(axis=0), lam.sum(axis=0), np.sum(lam * lam, axis=0), np.sum((block - lam) ** 2 - lam, axis=0)]
         )
 
-    starts = range(0, counts.shape[0], block_size)
-    for _ in range(n_rounds):
-        parts = map_in_threads(
-            moments, starts, n_threads=n_threads, block_bytes=_block_bytes(block_size, embedding.n_genes)
-        )
-        observed, expected, square, excess = np.sum(parts, axis=0)  # summed in block order: same for any threads
-        ref.gene_scale = ref.gene_scale + np.log((observed + 1e-3) / (expected + 1e-3))
-        ref.dispersion = np.maximum(excess / np.maximum(square, 1e-12), 0.0)
-    return ref
+    parts = map_in_threads(
+        moments,
+        range(0, counts.shape[0], block_size),
+        n_threads=n_threads,
+        block_bytes=_block_bytes(block_size, embedding.n_genes),
+    )
+    return np.sum(parts, axis=0)
