@@ -209,10 +209,13 @@ def prepare(name: str, seed: int):
 
 
 def train_settings(args):
-    """DICE's training settings: the package default, or ``--count-loadings-width`` when given."""
+    """DICE's training settings: the package default, with ``--count-loadings-width`` and
+    ``--ambient-fraction`` when given."""
     import dice
 
     settings = dice.tl.TrainSettings()
+    if args.ambient_fraction is not None:
+        settings = settings.replace(ambient_fraction=args.ambient_fraction)
     if args.count_loadings_width is None:
         return settings
     width = None if args.count_loadings_width.lower() == "none" else float(args.count_loadings_width)
@@ -467,6 +470,9 @@ def main(argv=None) -> None:
     parser.add_argument("--query-epochs", type=int, default=50)
     parser.add_argument(
         "--count-loadings-width", help="DICE's TrainSettings.count_loadings_width ('none': PCA's V; default: dice's)"
+    )
+    parser.add_argument(
+        "--ambient-fraction", type=float, help="DICE's TrainSettings.ambient_fraction (default: dice's)"
     )
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--report", action="store_true", help="only rewrite results/depth.md from the CSV")

@@ -160,6 +160,43 @@ def test_reference_fit_recovers_dispersion_and_calibrates_noise(toy):
         assert (abs(z2 - 1.0) < 0.3) == calibrated
 
 
+def test_ambient_fraction_recovers_soup_contaminated_cells(toy):
+    """Cells of one type with 15 % ambient RNA from another type's expression (a T cell's monocyte soup):
+    the model that knows the soup recovers their states and reports the noise they really have; without
+    it the states are pulled towards the soup's type and the reported noise is far too small."""
+    rho, depth = 0.15, 2000
+    flat = _flat(4.0)
+    rng = np.random.default_rng(8)
+    states = rng.normal(size=(400, K)) - 1.5
+    soup = _expected(toy, flat, rng.normal(size=(50, K)) + 3.0, 1.0).mean(axis=0)  # another type's profile
+    counts = rng.poisson((1.0 - rho) * _expected(toy, flat, states, depth) + rho * depth * soup).astype(float)
+    error, z2 = {}, {}
+    for fraction in (0.0, rho):
+        model = CountReference(
+            np.zeros(N_GENES), np.zeros(N_GENES), np.full(K, 4.0), ambient=soup, ambient_fraction=fraction
+        )
+        meas = count_measurement(counts, toy, model)
+        error[fraction] = np.mean((meas.scores - states) ** 2)
+        z2[fraction] = np.mean((meas.scores - states) ** 2 / meas.noise_var[:, None])  # ~1 when calibrated
+    assert error[rho] < 0.5 * error[0.0]
+    assert z2[rho] == pytest.approx(1.0, abs=0.3)
+    assert z2[0.0] > 2.0
+
+
+def test_ambient_profile_is_the_pooled_reference_and_off_by_default(toy):
+    states = np.random.default_rng(9).normal(size=(200, K))
+    counts = np.concatenate([_sample(toy, _flat(4.0), u, 800, seed=i) for i, u in enumerate(states)])
+    off = fit_count_reference(counts, toy, latents=states)
+    pooled = counts.sum(axis=0) + 1e-3
+    np.testing.assert_allclose(off.ambient, pooled / pooled.sum())
+    assert off.ambient_fraction == 0.0 and off.ambient_profile(np.ones(N_GENES, dtype=bool)) is None
+    on = fit_count_reference(counts, toy, latents=states, ambient_fraction=0.1)
+    present = np.arange(N_GENES) % 3 > 0
+    np.testing.assert_allclose(on.ambient_profile(present).sum(), 1.0)
+    a, b = (count_measurement(counts, toy, ref) for ref in (off, on))
+    assert np.median(b.noise_var / a.noise_var) > 1.0  # soup counts carry no information on the state
+
+
 def test_threads_do_not_change_the_result(toy):
     """Blocks solved in threads give bit-for-bit the single-thread measurement and reference fit."""
     ref = _flat(4.0)

@@ -1,10 +1,13 @@
-"""The Newton solve's mode and Fisher information against a direct float64 computation (k = 5)."""
+"""The Newton solve's mode and Fisher information against a direct float64 computation (k = 5), with and
+without ambient RNA."""
 
 from __future__ import annotations
 
+import dataclasses
 from types import SimpleNamespace
 
 import numpy as np
+import pytest
 
 from dice.likelihood._counts import CountReference
 from dice.likelihood._newton import decoded_rates, newton_modes
@@ -31,19 +34,25 @@ def _direct(embedding, ref, counts, u):
     scale = np.exp(ref.gene_scale)
     rate, slope = decoded_rates(u, embedding.mean, embedding.std, embedding.loadings, scale, ref.floor, ref.min_rate)
     total = rate.sum(axis=1, keepdims=True)
-    lam = counts.sum(axis=1, keepdims=True) * rate / total
+    rho = ref.ambient_fraction
+    n = counts.sum(axis=1, keepdims=True)
+    own = (1.0 - rho) * n * rate / total  # the cell's own expected counts; the rest is ambient
+    lam = own + (rho * n * ref.ambient if rho > 0 else 0.0)
     weight = 1.0 / (lam * (1.0 + np.maximum(ref.dispersion, 1e-6) * lam))
     grads, infos = [], []
     for c in range(counts.shape[0]):  # J = d lambda / du, one cell at a time: no shared algebra with the solver
-        dlam = (counts[c].sum() / total[c]) * slope[c][:, None] * embedding.loadings
-        jac = dlam - lam[c][:, None] * (dlam.sum(axis=0) / counts[c].sum())[None, :]
+        dlam = ((1.0 - rho) * n[c] / total[c]) * slope[c][:, None] * embedding.loadings
+        jac = dlam - own[c][:, None] * (dlam.sum(axis=0) / ((1.0 - rho) * n[c]))[None, :]
         grads.append(jac.T @ (weight[c] * (counts[c] - lam[c])) - u[c] / ref.prior_var)
         infos.append(jac.T @ (weight[c][:, None] * jac))
     return np.array(grads), np.array(infos)
 
 
-def test_information_and_mode_match_a_direct_computation():
+@pytest.mark.parametrize("ambient_fraction", [0.0, 0.2])
+def test_information_and_mode_match_a_direct_computation(ambient_fraction):
     embedding, ref, counts = _problem()
+    ambient = np.random.default_rng(1).dirichlet(np.ones(N_GENES))
+    ref = dataclasses.replace(ref, ambient=ambient, ambient_fraction=ambient_fraction)
     present = np.ones(N_GENES, dtype=bool)
     u, info = newton_modes(counts, present, embedding, ref, 20, None)
     grad, direct = _direct(embedding, ref, counts, u)

@@ -202,6 +202,43 @@ def test_save_load_identical(data, model, tmp_path):
     np.testing.assert_array_equal(a.obsm["X_dice"], b.obsm["X_dice"])
 
 
+def test_ambient_fraction_travels_with_the_model(data, tmp_path):
+    """TrainSettings.ambient_fraction reaches the count reference, is saved and loaded, and changes the query's
+    measurement (soup counts carry no information: a wider noise); models saved before it load without it."""
+    ref, counts, labels = data
+    settings = TRAINING.replace(ambient_fraction=0.1)
+    soupy = dice.tl.train_prior(ref, n_comps=5, settings=settings, seed=0, progress=False)
+    assert soupy.count_reference.ambient_fraction == 0.1
+    np.testing.assert_allclose(soupy.count_reference.ambient.sum(), 1.0)
+    path = soupy.save(tmp_path / "soupy")
+    loaded = dice.models.DicePrior.load(path, device="cpu")
+    assert loaded.count_reference.ambient_fraction == 0.1
+    np.testing.assert_array_equal(loaded.count_reference.ambient, soupy.count_reference.ambient)
+    plain = dice.tl.train_prior(ref, n_comps=5, settings=TRAINING, seed=0, progress=False)
+    query = _adata(counts, labels)
+    a = dice.tl.denoise(query, plain, settings=SETTINGS, seed=0, progress=False, copy=True)
+    b = dice.tl.denoise(query, loaded, settings=SETTINGS, seed=0, progress=False, copy=True)
+    assert np.median(b.obs["dice_noise_sd"] / a.obs["dice_noise_sd"]) > 1.0
+    # a model saved before ambient RNA existed (no ambient tensor, no fraction) loads without it; a fraction
+    # without its profile is refused
+    import torch
+
+    from dice._validation import DiceModelError
+    from dice.models._prior import COUNT_ARRAYS, _load_count_reference
+
+    names = {f"count.{n}" for n in COUNT_ARRAYS}
+    tensors = {f"count.{n}": torch.as_tensor(getattr(plain.count_reference, n)) for n in COUNT_ARRAYS}
+    floats = {"floor": 0.05, "min_rate": 0.1}
+    before = _load_count_reference({"count_reference": floats}, tensors, names, N_GENES, 5, "c")
+    assert before.ambient is None and before.ambient_fraction == 0.0
+    with pytest.raises(DiceModelError, match="count reference"):
+        _load_count_reference({"count_reference": {**floats, "ambient_fraction": 0.1}}, tensors, names, N_GENES, 5, "c")
+    with pytest.raises(DiceInputError, match="ambient_fraction"):
+        TrainSettings(ambient_fraction=1.0)
+    with pytest.raises(DiceInputError, match="ambient_fraction"):
+        TrainSettings(ambient_fraction=-0.1)
+
+
 def test_transfer_falls_back_when_reference_lacks_counts(data, model):
     ref, counts, labels = data
     ref = ref.copy()

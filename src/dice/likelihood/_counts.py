@@ -9,7 +9,9 @@ fitted on the reference, ``floor`` a smooth floor at 0), and each count has a ne
 ``lambda_g (1 + alpha_g lambda_g)`` (``alpha_g`` fitted on the reference's residuals; 0 is Poisson).
 Fisher scoring finds the mode ``uhat`` and the Fisher information ``H`` there: the measurement is
 ``N(u; uhat, H^-1)``, whose covariance widens as depth falls and as genes go missing, and whose centre
-does not drift with depth (thinning keeps the expected profile ``p``).
+does not drift with depth (thinning keeps the expected profile ``p``). Droplet data also carry ambient RNA:
+with ``CountReference.ambient_fraction`` ``rho > 0``, a share ``rho`` of each cell's expected counts follows
+the reference's pooled profile instead, and carries no information on the cell's state.
 """
 
 from __future__ import annotations
@@ -56,6 +58,13 @@ class CountReference:
     min_rate
         Rate every gene keeps (per 1e4 counts) however low its decoded expression: without it a zero
         count would pull the state without bound towards rates of exactly zero.
+    ambient
+        The reference's pooled expression profile over the model genes (sums to 1): the shape of the
+        ambient RNA a droplet picks up from the cells lysed around it.
+    ambient_fraction
+        Share ``rho`` of each cell's counts modelled as ambient, ``lambda_g = n ((1 - rho) p_g / sum_h p_h +
+        rho a_g)``: a T cell's few counts of a monocyte gene are then explained by the soup instead of
+        pulling its state towards monocytes. 0 (the default) is the model without ambient RNA.
     """
 
     gene_scale: np.ndarray
@@ -63,6 +72,17 @@ class CountReference:
     prior_var: np.ndarray
     floor: float = 0.05
     min_rate: float = 0.1
+    ambient: np.ndarray | None = None
+    ambient_fraction: float = 0.0
+
+    def ambient_profile(self, present: np.ndarray) -> np.ndarray | None:
+        """The ambient profile over the genes ``present``, renormalised; ``None`` without ambient RNA."""
+        if self.ambient_fraction <= 0:
+            return None
+        if self.ambient is None:
+            raise ValueError("ambient_fraction > 0 needs the reference's ambient profile (CountReference.ambient)")
+        profile = np.asarray(self.ambient, dtype=np.float64)[present]
+        return profile / profile.sum()
 
 
 def thin_counts(counts, keep, rng: np.random.Generator) -> sp.csr_matrix:
@@ -176,6 +196,7 @@ def fit_count_reference(
     n_iter: int = 10,
     floor: float = 0.05,
     min_rate: float = 0.1,
+    ambient_fraction: float = 0.0,
     block_size: int = 1024,
     n_threads: int | None = None,
 ) -> CountReference:
@@ -185,14 +206,25 @@ def fit_count_reference(
     observed counts, then its dispersion by moments, ``alpha_g = sum((c - lambda)^2 - lambda) / sum(lambda^2)``
     (floored at 0). ``latents`` (default ``V^T x_std``) only sets the weak prior's variance. The prior is
     then trained on the reference's ``count_measurement`` (or draws from it: ``TrainSettings.count_latents``).
-    Blocks are solved in ``n_threads`` threads as in :func:`count_measurement`.
+    The ambient profile is the reference's pooled counts; ``ambient_fraction`` of every cell's counts is
+    modelled as drawn from it (:class:`CountReference`). Blocks are solved in ``n_threads`` threads as in
+    :func:`count_measurement`.
     """
     k = embedding.n_comps
     if latents is None:
         prior_var = embedding.singular_values[:k] ** 2 / max(counts.shape[0] - 1, 1)
     else:
         prior_var = np.var(np.asarray(latents, dtype=np.float64), axis=0)
-    ref = CountReference(np.zeros(embedding.n_genes), np.zeros(embedding.n_genes), prior_var, floor, min_rate)
+    pooled = np.asarray(counts.sum(axis=0), dtype=np.float64).ravel() + 1e-3  # every gene keeps a little ambient
+    ref = CountReference(
+        np.zeros(embedding.n_genes),
+        np.zeros(embedding.n_genes),
+        prior_var,
+        floor,
+        min_rate,
+        ambient=pooled / pooled.sum(),
+        ambient_fraction=float(ambient_fraction),
+    )
     for _ in range(n_rounds):
         observed, expected, square, excess = count_moments(
             counts, embedding, ref, n_iter=n_iter, block_size=block_size, n_threads=n_threads
@@ -211,12 +243,16 @@ def count_moments(counts, embedding, reference: CountReference, *, n_iter=10, bl
     present = np.ones(embedding.n_genes, dtype=bool)
     loadings = embedding.loadings.astype(np.float64)
     scale = np.exp(reference.gene_scale)
+    ambient = reference.ambient_profile(present)
+    rho = reference.ambient_fraction if ambient is not None else 0.0
 
     def moments(start: int) -> np.ndarray:  # one block's observed and expected counts, squares, excess
         block = dense(counts[start : start + block_size])
         u, _ = newton_modes(block, present, embedding, reference, n_iter, None, information_at_mode=False)
         rate, _ = decoded_rates(u, embedding.mean, embedding.std, loadings, scale, reference.floor, reference.min_rate)
         lam = block.sum(axis=1, keepdims=True) * rate / rate.sum(axis=1, keepdims=True)
+        if ambient is not None:
+            lam = (1.0 - rho) * lam + rho * block.sum(axis=1, keepdims=True) * ambient
         return np.stack(
             [block.sum(axis=0), lam.sum(axis=0), np.sum(lam * lam, axis=0), np.sum((block - lam) ** 2 - lam, axis=0)]
         )

@@ -111,7 +111,9 @@ def newton_modes(counts, present, embedding, ref, n_iter, u0, tol=1e-3, informat
     (the decode of an accepted step is kept for the next iteration); a step that does not raise the
     objective is halved along the same direction, so no cell needs a second solve. A frozen information
     (one solve, many cheap steps) was measured and rejected: it needed every iteration to converge and
-    lost accuracy on 5 %-depth cells. A cell stops when its step gained less than ``tol``, or when the
+    lost accuracy on 5 %-depth cells. A cell stops when its step gained less than ``tol`` (unless that step
+    gained less than half of what the quadratic model predicted, e.g. it crossed the mode: the cell goes
+    on), when the Newton decrement itself is below ``tol``, or when the
     next step, estimated from the new gradient and the last information (one triangular solve), would
     gain less than ``FREE_STEP_GAIN * tol``: it then takes that step unchecked (two triangular solves and
     a decode, no line search or new information) and stops. ``H`` is the information at the mode
@@ -130,14 +132,23 @@ def newton_modes(counts, present, embedding, ref, n_iter, u0, tol=1e-3, informat
     shifted = counts + inv_alpha
     prec = 1.0 / ref.prior_var
     floor, min_rate = ref.floor, ref.min_rate
+    ambient = ref.ambient_profile(present)  # None without ambient RNA
+    rho = float(ref.ambient_fraction) if ambient is not None else 0.0
+    if ambient is not None:
+        ambient = (ambient * rho).astype(dtype)
 
     # in place, as in decoded_rates: fresh cells x genes temporaries cost as much as the arithmetic
     def decode(u, rows):
+        """``(slope, total, lambda)``, plus ``lambda_cell`` with ambient RNA: ``lambda`` the expected counts,
+        ``terms[-1]`` the cell's own part of them (the ambient part does not move with ``u``)."""
         rate, slope = decoded_rates(u, mean, std, loadings, scale, floor, min_rate)
         total = rate.sum(axis=1, keepdims=True)
-        rate *= _at(depth, rows)
+        cell_depth = _at(depth, rows)
+        rate *= cell_depth if ambient is None else cell_depth * (1.0 - rho)
         rate /= total
-        return slope, total, rate  # rate is now lambda, the expected counts
+        if ambient is None:
+            return slope, total, rate
+        return slope, total, rate + cell_depth * ambient, rate
 
     def objective(u, lam, rows):
         nb = alpha * lam
@@ -149,24 +160,24 @@ def newton_modes(counts, present, embedding, ref, n_iter, u0, tol=1e-3, informat
         return np.sum(value, axis=1, dtype=np.float64) - 0.5 * np.sum(u * u * prec, axis=1)
 
     def score(u, terms, rows):
-        slope, total, lam = terms
+        (slope, total, lam), own = terms[:3], terms[-1]
         weight = alpha * lam
         weight += 1.0
         weight *= lam
         np.divide(1.0, weight, out=weight)  # 1 / Var(c_g)
-        a = slope * _at(depth, rows)
+        a = slope * (_at(depth, rows) * (1.0 - rho))
         a /= total  # d lambda_g / d (V u)_g
-        m = (slope @ loadings) / total  # d lambda_g / du = a_g V_g - lambda_g m
+        m = (slope @ loadings) / total  # d lambda_g / du = a_g V_g - lambda_cell_g m
         resid = _at(counts, rows) - lam
         resid *= weight
         work = resid * a
         grad = work @ loadings
-        np.multiply(resid, lam, out=work)
+        np.multiply(resid, own, out=work)
         grad -= np.sum(work, axis=1, keepdims=True) * m
         return grad.astype(np.float64) - u * prec, (weight, a, m)
 
     def information(terms, parts):
-        lam, (weight, a, m) = terms[2], parts
+        lam, (weight, a, m) = terms[-1], parts  # the cell's own expected counts
         wa = weight * a
         # the cells x genes x k^2 cost as one GEMM on the lower triangle only (a symmetric matrix), minus the
         # multinomial's rank-2 part, cross m^T + m cross^T - s m m^T, written as d m^T + m d^T; all in the
@@ -219,7 +230,7 @@ def newton_modes(counts, present, embedding, ref, n_iter, u0, tol=1e-3, informat
             step[todo] *= 0.5
             if todo.size == 0:
                 break
-        keep = (gain > tol) & (predicted > tol)
+        keep = (predicted > tol) & ((gain > tol) | (gain < 0.5 * predicted))
         active, lower = active[keep], lower[keep]
         if active.size == 0:
             break

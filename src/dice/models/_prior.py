@@ -27,6 +27,7 @@ FORMAT_VERSION = _io.FORMAT_VERSION  # 2: atomic writes, checksums and a tensor 
 CONFIG_FILE = _io.CONFIG_FILE
 WEIGHTS_FILE = _io.WEIGHTS_FILE
 COUNT_ARRAYS = ("gene_scale", "dispersion", "prior_var")  # CountReference fields saved as ``count.*`` tensors
+COUNT_OPTIONAL = ("ambient",)  # CountReference arrays absent from models saved before they existed
 COUNT_KEY = "count_reference"  # its floats in the config
 
 logger = logging.getLogger("dice")
@@ -320,9 +321,14 @@ class DicePrior:
                 config[field.name] = value.item() if isinstance(value, np.generic) else value
         if self.count_reference is not None:  # arrays as ``count.*`` tensors, the floats in the config
             ref = self.count_reference
-            for name in COUNT_ARRAYS:
-                tensors[f"count.{name}"] = torch.as_tensor(np.asarray(getattr(ref, name), dtype=np.float64))
-            config[COUNT_KEY] = {"floor": float(ref.floor), "min_rate": float(ref.min_rate)}
+            for name in COUNT_ARRAYS + COUNT_OPTIONAL:
+                if getattr(ref, name) is not None:
+                    tensors[f"count.{name}"] = torch.as_tensor(np.asarray(getattr(ref, name), dtype=np.float64))
+            config[COUNT_KEY] = {
+                "floor": float(ref.floor),
+                "min_rate": float(ref.min_rate),
+                "ambient_fraction": float(ref.ambient_fraction),
+            }
         clash = sorted(set(config) & set(self.config))
         if clash:
             raise ValueError(f"model config keys {clash} collide with the embedding's fields")
@@ -361,10 +367,11 @@ class DicePrior:
                 "the directory is corrupted or mixed. Re-save the model."
             )
         count_tensors = {f"count.{name}" for name in COUNT_ARRAYS}
+        known = count_tensors | {f"count.{name}" for name in COUNT_OPTIONAL}
         unknown = [
             k
             for k in tensors
-            if not k.startswith("network.") and k not in count_tensors and k.removeprefix("embedding.") not in fields
+            if not k.startswith("network.") and k not in known and k.removeprefix("embedding.") not in fields
         ]
         if unknown:
             raise DiceModelError(
@@ -417,6 +424,10 @@ def _load_count_reference(config, tensors, names, n_genes, k, config_path) -> Co
     shapes = {"gene_scale": (n_genes,), "dispersion": (n_genes,), "prior_var": (k,)}
     ok = present == names and isinstance(floats, dict) and {"floor", "min_rate"} <= set(floats)
     ok = ok and all(tuple(tensors[f"count.{n}"].shape) == shape for n, shape in shapes.items())
+    ambient = tensors.get("count.ambient")
+    fraction = floats.get("ambient_fraction", 0.0) if isinstance(floats, dict) else 0.0
+    ok = ok and (ambient is None or tuple(ambient.shape) == (n_genes,))
+    ok = ok and isinstance(fraction, int | float) and 0 <= fraction < 1 and (ambient is not None or fraction == 0)
     if not ok:
         raise DiceModelError(
             f"{config_path}: the count reference is incomplete or does not match the model's genes and k "
@@ -426,4 +437,6 @@ def _load_count_reference(config, tensors, names, n_genes, k, config_path) -> Co
         *(tensors[f"count.{n}"].numpy().astype(np.float64) for n in COUNT_ARRAYS),
         floor=float(floats["floor"]),
         min_rate=float(floats["min_rate"]),
+        ambient=None if ambient is None else ambient.numpy().astype(np.float64),
+        ambient_fraction=float(fraction),
     )

@@ -85,7 +85,12 @@ def fit_prior(
             latents = reference_latents(embedding, matrix, rows=rows)
             logger.info("dice: loadings refitted to the counts of %d cells", loadings_fit["n_cells"])
         count_reference, latents, depth = _count_latents(
-            embedding, reference_counts, latents, draw=settings.count_latents, seed=seed
+            embedding,
+            reference_counts,
+            latents,
+            draw=settings.count_latents,
+            seed=seed,
+            ambient_fraction=settings.ambient_fraction,
         )
         kind = "counts" if settings.count_latents == "measurement" else "counts_posterior_draw"
         logger.info(
@@ -131,7 +136,7 @@ def _gather_counts(counts, rows, counts_layer, shape, n_genes):
     return sp.vstack(blocks, format="csr")
 
 
-def _count_latents(embedding, reference_counts, latents, *, draw="posterior_draw", seed=0):
+def _count_latents(embedding, reference_counts, latents, *, draw="posterior_draw", seed=0, ambient_fraction=0.0):
     """Fit the count reference on the reference's raw counts; return it, the reference's count latents and depths.
 
     The latents are each cell's count measurement (``draw="measurement"``) or one draw from its posterior
@@ -143,7 +148,9 @@ def _count_latents(embedding, reference_counts, latents, *, draw="posterior_draw
     """
     from ..likelihood._counts import count_measurement, fit_count_reference
 
-    count_reference = fit_count_reference(reference_counts, embedding, latents=latents)
+    count_reference = fit_count_reference(
+        reference_counts, embedding, latents=latents, ambient_fraction=ambient_fraction
+    )
     depth = np.asarray(reference_counts.sum(axis=1)).ravel()
     measured = count_measurement(reference_counts, embedding, count_reference)
     if draw == "measurement":
