@@ -116,3 +116,12 @@ def test_targets_follow_the_issue_rules():
     # ARI 0.84 ± 0.014 against PCA's 0.83 at f = 0.2 is within the spread; 0.80 against 0.60 at 5 % is above
     assert "f = 0.2: 0.840 ± 0.014 vs pca 0.830 ± 0.000 (not above); f = 0.05: 0.800 ± 0.014 vs pca 0.600" in lines
     assert "not met at f = 0.05 |" in lines  # kNN smoothing's 0.05 beats DICE's 0.1 at 5 % only
+
+
+def test_train_settings_take_the_command_line_options():
+    from types import SimpleNamespace
+
+    default = depth.train_settings(SimpleNamespace(ambient_fraction=None, count_loadings_width=None))
+    assert default.ambient_fraction == 0.0 and default.count_loadings_width == 1.5
+    soupy = depth.train_settings(SimpleNamespace(ambient_fraction=0.1, count_loadings_width="none"))
+    assert soupy.ambient_fraction == 0.1 and soupy.count_loadings_width is None

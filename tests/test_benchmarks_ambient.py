@@ -1,0 +1,30 @@
+"""benchmarks/ambient.py: its summary pairs each ambient fraction with the first one, seed by seed."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.benchmark
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+ambient = pytest.importorskip("ambient")
+
+
+def _metrics(purity, ari):
+    return {"purity": purity, "ari": ari, "ari_stable": ari, "noise_sd": 1.0}
+
+
+def test_summary_pairs_fractions_by_seed():
+    rows = [
+        {"seed": 0, "0.0": _metrics(0.80, 0.70), "0.1": _metrics(0.85, 0.70)},
+        {"seed": 1, "0.0": _metrics(0.90, 0.60), "0.1": _metrics(0.93, 0.62)},
+    ]
+    lines = ambient.summary(rows, [0.0, 0.1]).splitlines()
+    assert lines[0] == "rho   0.0     purity: 0.850 ± 0.071"
+    assert "paired" not in lines[0]
+    # paired: +0.05 and +0.03 -> +0.040 ± 0.014 (the unpaired sds are 0.071 and 0.057)
+    assert lines[4] == "rho   0.1     purity: 0.890 ± 0.057   paired vs rho 0.0: +0.040 ± 0.014"
+    assert lines[5].endswith("paired vs rho 0.0: +0.010 ± 0.014")
