@@ -236,8 +236,9 @@ class TrainSettings(_Settings):
         ambient RNA, drawn from the reference's pooled profile (:class:`dice.likelihood.CountReference`);
         it applies to the reference's own measurement and to every query the model measures. Droplet data
         carry a few to ten percent of such "soup", and the model without it reads a T cell's soup counts of
-        monocyte genes as evidence for a monocyte state. Default 0 (no ambient RNA); see the benchmarks,
-        section 4 ("Ambient RNA"), for what 0.1 does.
+        monocyte genes as evidence for a monocyte state. Default 0 (no ambient RNA); for droplet data, the
+        contamination fraction SoupX or CellBender estimate. See the benchmarks, section 4 ("Ambient
+        RNA"), for what 0.1 does.
     """
 
     hidden_dim: int = 64
