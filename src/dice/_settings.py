@@ -263,7 +263,7 @@ class TrainSettings(_Settings):
         if self.ambient_fraction >= 1:
             raise DiceInputError(
                 f"ambient_fraction is the share of each cell's counts that is ambient RNA, in [0, 1); got "
-                f"{self.ambient_fraction}. Typical droplet data: 0.02-0.1."
+                f"{self.ambient_fraction}. Typical droplet data: 0.02-0.2."
             )
         for name in ("hidden_dim", "n_blocks", "n_updates", "batch_size"):
             _positive_int(name, getattr(self, name))
