@@ -219,6 +219,7 @@ def test_ambient_fraction_travels_with_the_model(data, tmp_path):
     a = dice.tl.denoise(query, plain, settings=SETTINGS, seed=0, progress=False, copy=True)
     b = dice.tl.denoise(query, loaded, settings=SETTINGS, seed=0, progress=False, copy=True)
     assert np.median(b.obs["dice_noise_sd"] / a.obs["dice_noise_sd"]) > 1.0
+    assert (a.uns["dice"]["ambient_fraction"], b.uns["dice"]["ambient_fraction"]) == (0.0, 0.1)
     # a model saved before ambient RNA existed (no ambient tensor, no fraction) loads without it; a fraction
     # without its profile is refused
     import torch

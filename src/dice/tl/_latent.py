@@ -461,6 +461,8 @@ def posterior_of(
     )
     pca = cells.pca if rows is None else cells.pca[rows]
     info = cells.info()
+    if cells.counts is not None:  # the count model's share of ambient RNA (TrainSettings.ambient_fraction)
+        info["ambient_fraction"] = float(model.count_reference.ambient_fraction)
     info.update(
         noise_var_mean=float(np.mean(measurement.noise_var)),
         n_clamped_prior_steps=posterior.n_clamped,
