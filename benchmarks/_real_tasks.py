@@ -40,6 +40,9 @@ Tasks
 from __future__ import annotations
 
 import functools
+import json
+import warnings
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import anndata as ad
@@ -47,7 +50,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-__all__ = ["TASKS", "RealTask", "TaskSpec", "build_peer_splits", "prepare_task", "reference_query"]
+__all__ = ["TASKS", "RealTask", "TaskSpec", "build_peer_splits", "prepare_task", "reference_query", "run_seeds"]
 
 
 @dataclass(frozen=True)
@@ -300,6 +303,21 @@ def prepare_task(
     task = RealTask(spec, seed, ref, query, _labels(ref, spec), _labels(query, spec), notes)
     notes["n_eval"] = task.n_eval
     return task
+
+
+def run_seeds(name: str, seeds: Sequence[int], measure: Callable[[RealTask, int], dict]) -> list[dict]:
+    """``measure(task, seed)`` on task ``name`` prepared for each seed, one JSON line printed per seed.
+
+    Warnings are silenced inside ``measure`` (depth and outside-the-prior warnings are not what these
+    per-seed screens measure). Returns the rows in seed order.
+    """
+    rows = []
+    for seed in seeds:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            rows.append(measure(prepare_task(name, seed), seed))
+        print(json.dumps(rows[-1]), flush=True)
+    return rows
 
 
 def build_peer_splits(task: RealTask, embedding):

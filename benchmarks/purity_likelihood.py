@@ -21,7 +21,6 @@ One thread; prints one JSON line per seed, then mean ± sd over seeds and the pa
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from pathlib import Path
@@ -106,20 +105,13 @@ def main() -> None:
     args = parser.parse_args()
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS"):
         os.environ[var] = "1"
-    import warnings
-
     import torch
 
     torch.set_num_threads(1)
     sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from _real_tasks import prepare_task
+    from _real_tasks import run_seeds
 
-    rows = []
-    for seed in args.seeds:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # depth and outside-the-prior warnings: not what is measured here
-            rows.append(purity(prepare_task(args.task, seed), seed))
-        print(json.dumps(rows[-1]), flush=True)
+    rows = run_seeds(args.task, args.seeds, purity)
     print(summary(rows))
 
 

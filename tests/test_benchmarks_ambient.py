@@ -28,3 +28,20 @@ def test_summary_pairs_fractions_by_seed():
     # paired: +0.05 and +0.03 -> +0.040 ± 0.014 (the unpaired sds are 0.071 and 0.057)
     assert lines[4] == "rho   0.1     purity: 0.890 ± 0.057   paired vs rho 0.0: +0.040 ± 0.014"
     assert lines[5].endswith("paired vs rho 0.0: +0.010 ± 0.014")
+
+
+def test_run_seeds_prepares_each_seed_and_prints_its_row(monkeypatch, capsys):
+    import warnings
+
+    tasks = pytest.importorskip("_real_tasks")
+    monkeypatch.setattr(tasks, "prepare_task", lambda name, seed: f"{name}-{seed}")
+
+    def measure(task, seed):
+        warnings.warn("not what is measured", UserWarning, stacklevel=1)
+        return {"seed": seed, "task": task}
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # run_seeds silences the warnings raised inside measure
+        rows = tasks.run_seeds("cbmc", [2, 0], measure)
+    assert rows == [{"seed": 2, "task": "cbmc-2"}, {"seed": 0, "task": "cbmc-0"}]
+    assert capsys.readouterr().out.splitlines() == ['{"seed": 2, "task": "cbmc-2"}', '{"seed": 0, "task": "cbmc-0"}']

@@ -243,16 +243,16 @@ def count_moments(counts, embedding, reference: CountReference, *, n_iter=10, bl
     present = np.ones(embedding.n_genes, dtype=bool)
     loadings = embedding.loadings.astype(np.float64)
     scale = np.exp(reference.gene_scale)
-    ambient = reference.ambient_profile(present)
-    rho = reference.ambient_fraction if ambient is not None else 0.0
+    ambient, rho = reference.ambient_profile(present), reference.ambient_fraction
 
     def moments(start: int) -> np.ndarray:  # one block's observed and expected counts, squares, excess
         block = dense(counts[start : start + block_size])
         u, _ = newton_modes(block, present, embedding, reference, n_iter, None, information_at_mode=False)
         rate, _ = decoded_rates(u, embedding.mean, embedding.std, loadings, scale, reference.floor, reference.min_rate)
-        lam = block.sum(axis=1, keepdims=True) * rate / rate.sum(axis=1, keepdims=True)
+        depth = block.sum(axis=1, keepdims=True)
+        lam = depth * rate / rate.sum(axis=1, keepdims=True)
         if ambient is not None:
-            lam = (1.0 - rho) * lam + rho * block.sum(axis=1, keepdims=True) * ambient
+            lam = (1.0 - rho) * lam + rho * depth * ambient
         return np.stack(
             [block.sum(axis=0), lam.sum(axis=0), np.sum(lam * lam, axis=0), np.sum((block - lam) ** 2 - lam, axis=0)]
         )

@@ -132,10 +132,10 @@ def newton_modes(counts, present, embedding, ref, n_iter, u0, tol=1e-3, informat
     shifted = counts + inv_alpha
     prec = 1.0 / ref.prior_var
     floor, min_rate = ref.floor, ref.min_rate
-    ambient = ref.ambient_profile(present)  # None without ambient RNA
-    rho = float(ref.ambient_fraction) if ambient is not None else 0.0
+    rho, ambient = 0.0, ref.ambient_profile(present)  # None without ambient RNA
     if ambient is not None:
-        ambient = (ambient * rho).astype(dtype)
+        rho = float(ref.ambient_fraction)
+        ambient = (ambient * rho).astype(dtype)  # each cell's ambient expected counts per unit depth
 
     # in place, as in decoded_rates: fresh cells x genes temporaries cost as much as the arithmetic
     def decode(u, rows):

@@ -322,8 +322,8 @@ class DicePrior:
         if self.count_reference is not None:  # arrays as ``count.*`` tensors, the floats in the config
             ref = self.count_reference
             for name in COUNT_ARRAYS + COUNT_OPTIONAL:
-                if getattr(ref, name) is not None:
-                    tensors[f"count.{name}"] = torch.as_tensor(np.asarray(getattr(ref, name), dtype=np.float64))
+                if (value := getattr(ref, name)) is not None:
+                    tensors[f"count.{name}"] = torch.as_tensor(np.asarray(value, dtype=np.float64))
             config[COUNT_KEY] = {
                 "floor": float(ref.floor),
                 "min_rate": float(ref.min_rate),
