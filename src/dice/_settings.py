@@ -239,6 +239,14 @@ class TrainSettings(_Settings):
         monocyte genes as evidence for a monocyte state. Default 0 (no ambient RNA); for droplet data, the
         contamination fraction SoupX or CellBender estimate. See the benchmarks, section 4 ("Ambient
         RNA"), for what 0.1 does.
+    count_dispersion
+        When the reference has raw counts: the count likelihood's negative-binomial overdispersion,
+        ``Var(c) = lambda (1 + alpha lambda)``, estimated by moments on the reference around the rank-k
+        decoder. ``"gene"``: one ``alpha`` per gene; ``"pooled"``: one value for every gene. A gene's own
+        estimate also counts what k latent dimensions miss of it as noise (median 20 on PBMC3k: the
+        variance of a gene with 10 expected counts 200x Poisson's), which down-weights the markers of small
+        populations; the pooled value is dominated by well-expressed genes (0.01-0.6 on our references).
+        See the benchmarks, section 7 ("One dispersion for every gene").
     """
 
     hidden_dim: int = 64
@@ -254,9 +262,11 @@ class TrainSettings(_Settings):
     count_latents: str = "posterior_draw"
     count_loadings_width: float | None = 1.5
     ambient_fraction: float = 0.0
+    count_dispersion: str = "gene"
 
     def __post_init__(self) -> None:
         _choice("count_latents", self.count_latents, ("posterior_draw", "measurement"))
+        _choice("count_dispersion", self.count_dispersion, ("gene", "pooled"))
         if self.count_loadings_width is not None:
             _finite("count_loadings_width", self.count_loadings_width, low=0.0, low_open=True)
         _finite("ambient_fraction", self.ambient_fraction, low=0.0)

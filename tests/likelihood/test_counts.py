@@ -160,6 +160,27 @@ def test_reference_fit_recovers_dispersion_and_calibrates_noise(toy):
         assert (abs(z2 - 1.0) < 0.3) == calibrated
 
 
+def test_pooled_dispersion_is_one_moment_estimate_that_misfit_genes_do_not_inflate(toy):
+    """The five least expressed genes mark a small population the two latent dimensions cannot express (8x up
+    in a fifth of the cells): their own dispersions count it as noise and come out several times the true
+    0.3, which down-weights them; the pooled estimate is one value for every gene and stays at 0.3."""
+    alpha, rng = 0.3, np.random.default_rng(11)
+    flat = _flat(4.0)
+    states = rng.normal(size=(600, K))
+    lam = _expected(toy, flat, states, 3000)
+    markers = np.argsort(toy.mean)[:5]
+    lam[: lam.shape[0] // 5, markers] *= 8.0  # outside the decoder's span
+    counts = rng.poisson(lam * rng.gamma(1.0 / alpha, alpha, size=lam.shape)).astype(float)
+    gene = fit_count_reference(counts, toy, latents=states)
+    pooled = fit_count_reference(counts, toy, latents=states, dispersion="pooled")
+    assert np.all(pooled.dispersion == pooled.dispersion[0])
+    assert pooled.dispersion[0] == pytest.approx(alpha, rel=0.15)
+    assert np.median(np.delete(gene.dispersion, markers)) == pytest.approx(alpha, rel=0.15)
+    assert np.min(gene.dispersion[markers]) > 5 * pooled.dispersion[0]
+    with pytest.raises(ValueError, match="dispersion must be"):
+        fit_count_reference(counts, toy, dispersion="cell")
+
+
 def test_ambient_fraction_recovers_soup_contaminated_cells(toy):
     """Cells of one type with 15 % ambient RNA from another type's expression (a T cell's monocyte soup):
     the model that knows the soup recovers their states and reports the noise they really have; without

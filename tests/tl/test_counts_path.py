@@ -240,6 +240,24 @@ def test_ambient_fraction_travels_with_the_model(data, tmp_path):
         TrainSettings(ambient_fraction=-0.1)
 
 
+def test_count_dispersion_setting_reaches_the_model(data, model, tmp_path):
+    """TrainSettings.count_dispersion="pooled" fits one dispersion for every gene, records the choice in the
+    model's config and survives save / load; the default keeps one per gene."""
+    ref, _, _ = data
+    pooled = dice.tl.train_prior(
+        ref, n_comps=5, settings=TRAINING.replace(count_dispersion="pooled"), seed=0, progress=False
+    )
+    values = pooled.count_reference.dispersion
+    assert np.all(values == values[0]) and values[0] >= 0
+    assert np.ptp(model.count_reference.dispersion) > 0
+    assert (pooled.config["count_dispersion"], model.config["count_dispersion"]) == ("pooled", "gene")
+    loaded = dice.models.DicePrior.load(pooled.save(tmp_path / "pooled"), device="cpu")
+    np.testing.assert_array_equal(loaded.count_reference.dispersion, values)
+    assert loaded.config["count_dispersion"] == "pooled"
+    with pytest.raises(DiceInputError, match="count_dispersion"):
+        TrainSettings(count_dispersion="per_cell")
+
+
 def test_transfer_falls_back_when_reference_lacks_counts(data, model):
     ref, counts, labels = data
     ref = ref.copy()

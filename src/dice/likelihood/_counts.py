@@ -49,7 +49,8 @@ class CountReference:
         underestimates sparse genes).
     dispersion
         ``alpha_g`` (genes): negative-binomial overdispersion, the excess of the reference's squared
-        residuals over Poisson, ``Var = lambda (1 + alpha lambda)``.
+        residuals over Poisson, ``Var = lambda (1 + alpha lambda)``; per gene, or one value for all
+        (:func:`fit_count_reference`).
     prior_var
         Reference latent variance per dimension (k): the weak Gaussian prior that keeps the mode finite
         for cells too shallow to pin every dimension; it is divided out of the returned measurement.
@@ -197,19 +198,26 @@ def fit_count_reference(
     floor: float = 0.05,
     min_rate: float = 0.1,
     ambient_fraction: float = 0.0,
+    dispersion: str = "gene",
     block_size: int = 1024,
     n_threads: int | None = None,
 ) -> CountReference:
     """Fit the per-gene scale and dispersion of the count model on the reference's own counts.
 
     Alternates: measure every reference cell, set each gene's scale so that its expected counts sum to its
-    observed counts, then its dispersion by moments, ``alpha_g = sum((c - lambda)^2 - lambda) / sum(lambda^2)``
-    (floored at 0). ``latents`` (default ``V^T x_std``) only sets the weak prior's variance. The prior is
+    observed counts, then the dispersion by moments, ``alpha = sum((c - lambda)^2 - lambda) / sum(lambda^2)``
+    (floored at 0): summed over cells for each gene (``dispersion="gene"``) or over cells and genes for one
+    value shared by every gene (``"pooled"``). The residuals are taken around the rank-k decoder, so a
+    gene's own estimate also counts what the decoder misses of it as noise, most for the markers of small
+    populations; the pooled value, dominated by well-expressed genes, does not down-weight them (benchmarks,
+    section 7). ``latents`` (default ``V^T x_std``) only sets the weak prior's variance. The prior is
     then trained on the reference's ``count_measurement`` (or draws from it: ``TrainSettings.count_latents``).
     The ambient profile is the reference's pooled counts; ``ambient_fraction`` of every cell's counts is
     modelled as drawn from it (:class:`CountReference`). Blocks are solved in ``n_threads`` threads as in
     :func:`count_measurement`.
     """
+    if dispersion not in ("gene", "pooled"):
+        raise ValueError(f"dispersion must be 'gene' or 'pooled', got {dispersion!r}")
     k = embedding.n_comps
     if latents is None:
         prior_var = embedding.singular_values[:k] ** 2 / max(counts.shape[0] - 1, 1)
@@ -230,6 +238,8 @@ def fit_count_reference(
             counts, embedding, ref, n_iter=n_iter, block_size=block_size, n_threads=n_threads
         )
         ref.gene_scale = ref.gene_scale + np.log((observed + 1e-3) / (expected + 1e-3))
+        if dispersion == "pooled":
+            excess, square = np.full_like(excess, excess.sum()), np.full_like(square, square.sum())
         ref.dispersion = np.maximum(excess / np.maximum(square, 1e-12), 0.0)
     return ref
 

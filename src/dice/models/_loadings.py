@@ -46,6 +46,7 @@ def refit_loadings(
     *,
     width: float | None,
     latents: np.ndarray | None = None,
+    dispersion: str = "gene",
     seed: int = 0,
     device: str | torch.device = "cpu",
     n_steps: int = N_STEPS,
@@ -67,6 +68,8 @@ def refit_loadings(
         ``None`` fits without the penalty (kept for that screen: it overfits).
     latents
         The reference's projection latents (rows as ``counts``): they set the count model's weak prior.
+    dispersion
+        The count model's dispersion, per gene or pooled (:func:`dice.likelihood.fit_count_reference`).
     seed
         Seeds the subsample when the reference has more than ``max_entries / genes`` cells.
     device
@@ -88,7 +91,9 @@ def refit_loadings(
 
     rows = fit_rows(counts.shape[0], embedding.n_genes, seed, max_entries)
     values = sp.csr_matrix(counts, dtype=np.float64)[rows]
-    reference = fit_count_reference(values, embedding, latents=None if latents is None else latents[rows])
+    reference = fit_count_reference(
+        values, embedding, latents=None if latents is None else latents[rows], dispersion=dispersion
+    )
     measured = count_measurement(values, embedding, reference)
     modes = measured.scores / (1.0 + measured.noise_var[:, None] / reference.prior_var)
 

@@ -78,6 +78,7 @@ def fit_prior(
                 reference_counts,
                 width=settings.count_loadings_width,
                 latents=latents,
+                dispersion=settings.count_dispersion,
                 seed=seed,
                 device=resolve_device(device),
                 progress=progress,
@@ -91,6 +92,7 @@ def fit_prior(
             draw=settings.count_latents,
             seed=seed,
             ambient_fraction=settings.ambient_fraction,
+            dispersion=settings.count_dispersion,
         )
         kind = "counts" if settings.count_latents == "measurement" else "counts_posterior_draw"
         logger.info(
@@ -110,6 +112,8 @@ def fit_prior(
     if depth is not None:  # what "far shallower than the reference" means for a query (dice.tl.denoise warns)
         model.config["reference_depth"] = depth_summary(depth)
     model.config["loadings_fit"] = loadings_fit or {"kind": "pca"}
+    if count_reference is not None:
+        model.config["count_dispersion"] = settings.count_dispersion
     return model
 
 
@@ -136,7 +140,9 @@ def _gather_counts(counts, rows, counts_layer, shape, n_genes):
     return sp.vstack(blocks, format="csr")
 
 
-def _count_latents(embedding, reference_counts, latents, *, draw="posterior_draw", seed=0, ambient_fraction=0.0):
+def _count_latents(
+    embedding, reference_counts, latents, *, draw="posterior_draw", seed=0, ambient_fraction=0.0, dispersion="gene"
+):
     """Fit the count reference on the reference's raw counts; return it, the reference's count latents and depths.
 
     The latents are each cell's count measurement (``draw="measurement"``) or one draw from its posterior
@@ -149,7 +155,7 @@ def _count_latents(embedding, reference_counts, latents, *, draw="posterior_draw
     from ..likelihood._counts import count_measurement, fit_count_reference
 
     count_reference = fit_count_reference(
-        reference_counts, embedding, latents=latents, ambient_fraction=ambient_fraction
+        reference_counts, embedding, latents=latents, ambient_fraction=ambient_fraction, dispersion=dispersion
     )
     depth = np.asarray(reference_counts.sum(axis=1)).ravel()
     measured = count_measurement(reference_counts, embedding, count_reference)
