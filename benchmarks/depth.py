@@ -209,13 +209,15 @@ def prepare(name: str, seed: int):
 
 
 def train_settings(args):
-    """DICE's training settings: the package default, with ``--count-loadings-width`` and
-    ``--ambient-fraction`` when given."""
+    """DICE's training settings: the package default, with ``--count-loadings-width``, ``--ambient-fraction``
+    and ``--count-dispersion`` when given."""
     import dice
 
     settings = dice.tl.TrainSettings()
     if args.ambient_fraction is not None:
         settings = settings.replace(ambient_fraction=args.ambient_fraction)
+    if getattr(args, "count_dispersion", None) is not None:
+        settings = settings.replace(count_dispersion=args.count_dispersion)
     if args.count_loadings_width is None:
         return settings
     width = None if args.count_loadings_width.lower() == "none" else float(args.count_loadings_width)
@@ -473,6 +475,9 @@ def main(argv=None) -> None:
     )
     parser.add_argument(
         "--ambient-fraction", type=float, help="DICE's TrainSettings.ambient_fraction (default: dice's)"
+    )
+    parser.add_argument(
+        "--count-dispersion", choices=["gene", "pooled"], help="DICE's TrainSettings.count_dispersion (default: dice's)"
     )
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--report", action="store_true", help="only rewrite results/depth.md from the CSV")

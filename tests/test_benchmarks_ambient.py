@@ -1,4 +1,4 @@
-"""benchmarks/ambient.py: its summary pairs each ambient fraction with the first one, seed by seed."""
+"""benchmarks/ambient.py: its summary pairs each arm (ambient fraction, dispersion) with the first, seed by seed."""
 
 from __future__ import annotations
 
@@ -28,6 +28,17 @@ def test_summary_pairs_fractions_by_seed():
     # paired: +0.05 and +0.03 -> +0.040 ± 0.014 (the unpaired sds are 0.071 and 0.057)
     assert lines[4] == "rho   0.1     purity: 0.890 ± 0.057   paired vs rho 0.0: +0.040 ± 0.014"
     assert lines[5].endswith("paired vs rho 0.0: +0.010 ± 0.014")
+
+
+def test_summary_pairs_dispersion_arms_with_the_first():
+    rows = [
+        {"seed": 0, "0.0": _metrics(0.80, 0.70), "0.0/pooled": _metrics(0.82, 0.75)},
+        {"seed": 1, "0.0": _metrics(0.90, 0.60), "0.0/pooled": _metrics(0.91, 0.66)},
+    ]
+    lines = ambient.summary(rows, [0.0], ("gene", "pooled")).splitlines()
+    assert [line.split(":")[0] for line in lines[::4]] == ["rho   0.0     purity", "rho 0.0/pooled     purity"]
+    assert lines[4].endswith("paired vs rho 0.0: +0.015 ± 0.007")
+    assert lines[5].endswith("paired vs rho 0.0: +0.055 ± 0.007")
 
 
 def test_run_seeds_prepares_each_seed_and_prints_its_row(monkeypatch, capsys):

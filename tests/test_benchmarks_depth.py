@@ -125,3 +125,10 @@ def test_train_settings_take_the_command_line_options():
     assert default.ambient_fraction == 0.0 and default.count_loadings_width == 1.5
     soupy = depth.train_settings(SimpleNamespace(ambient_fraction=0.1, count_loadings_width="none"))
     assert soupy.ambient_fraction == 0.1 and soupy.count_loadings_width is None
+    import dice
+
+    assert default.count_dispersion == dice.tl.TrainSettings().count_dispersion  # no option: the package's
+    pooled = depth.train_settings(
+        SimpleNamespace(ambient_fraction=None, count_loadings_width=None, count_dispersion="pooled")
+    )
+    assert pooled.count_dispersion == "pooled"
