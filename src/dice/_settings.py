@@ -246,7 +246,7 @@ class TrainSettings(_Settings):
         estimate also counts what k latent dimensions miss of it as noise (median 20 on PBMC3k: the
         variance of a gene with 10 expected counts 200x Poisson's), which down-weights the markers of small
         populations; the pooled value is dominated by well-expressed genes (0.01-0.6 on our references).
-        See the benchmarks, section 7 ("One dispersion for every gene").
+        Default ``"gene"``; see the benchmarks, section 4 ("One dispersion for every gene").
     """
 
     hidden_dim: int = 64

@@ -210,7 +210,7 @@ def fit_count_reference(
     value shared by every gene (``"pooled"``). The residuals are taken around the rank-k decoder, so a
     gene's own estimate also counts what the decoder misses of it as noise, most for the markers of small
     populations; the pooled value, dominated by well-expressed genes, does not down-weight them (benchmarks,
-    section 7). ``latents`` (default ``V^T x_std``) only sets the weak prior's variance. The prior is
+    section 4). ``latents`` (default ``V^T x_std``) only sets the weak prior's variance. The prior is
     then trained on the reference's ``count_measurement`` (or draws from it: ``TrainSettings.count_latents``).
     The ambient profile is the reference's pooled counts; ``ambient_fraction`` of every cell's counts is
     modelled as drawn from it (:class:`CountReference`). Blocks are solved in ``n_threads`` threads as in
