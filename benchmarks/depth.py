@@ -216,7 +216,7 @@ def train_settings(args):
     settings = dice.tl.TrainSettings()
     if args.ambient_fraction is not None:
         settings = settings.replace(ambient_fraction=args.ambient_fraction)
-    if getattr(args, "count_dispersion", None) is not None:
+    if args.count_dispersion is not None:
         settings = settings.replace(count_dispersion=args.count_dispersion)
     if args.count_loadings_width is None:
         return settings

@@ -121,14 +121,16 @@ def test_targets_follow_the_issue_rules():
 def test_train_settings_take_the_command_line_options():
     from types import SimpleNamespace
 
-    default = depth.train_settings(SimpleNamespace(ambient_fraction=None, count_loadings_width=None))
-    assert default.ambient_fraction == 0.0 and default.count_loadings_width == 1.5
-    soupy = depth.train_settings(SimpleNamespace(ambient_fraction=0.1, count_loadings_width="none"))
-    assert soupy.ambient_fraction == 0.1 and soupy.count_loadings_width is None
     import dice
 
+    def options(**given):
+        return SimpleNamespace(
+            **{"ambient_fraction": None, "count_loadings_width": None, "count_dispersion": None} | given
+        )
+
+    default = depth.train_settings(options())
+    assert default.ambient_fraction == 0.0 and default.count_loadings_width == 1.5
     assert default.count_dispersion == dice.tl.TrainSettings().count_dispersion  # no option: the package's
-    pooled = depth.train_settings(
-        SimpleNamespace(ambient_fraction=None, count_loadings_width=None, count_dispersion="pooled")
-    )
-    assert pooled.count_dispersion == "pooled"
+    soupy = depth.train_settings(options(ambient_fraction=0.1, count_loadings_width="none"))
+    assert soupy.ambient_fraction == 0.1 and soupy.count_loadings_width is None
+    assert depth.train_settings(options(count_dispersion="pooled")).count_dispersion == "pooled"
