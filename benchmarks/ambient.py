@@ -84,7 +84,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--task", default="pbmc3k_to_4k")
     parser.add_argument("--fractions", type=float, nargs="+", default=[0.0, 0.1])
-    parser.add_argument("--dispersions", nargs="+", default=["gene"], choices=["gene", "pooled"])
+    parser.add_argument("--dispersions", nargs="+", default=["gene"], choices=["gene", "pooled", "local"])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     args = parser.parse_args()
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS"):

@@ -477,7 +477,9 @@ def main(argv=None) -> None:
         "--ambient-fraction", type=float, help="DICE's TrainSettings.ambient_fraction (default: dice's)"
     )
     parser.add_argument(
-        "--count-dispersion", choices=["gene", "pooled"], help="DICE's TrainSettings.count_dispersion (default: dice's)"
+        "--count-dispersion",
+        choices=["gene", "pooled", "local"],
+        help="DICE's TrainSettings.count_dispersion (default: dice's)",
     )
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--report", action="store_true", help="only rewrite results/depth.md from the CSV")

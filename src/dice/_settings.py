@@ -242,10 +242,12 @@ class TrainSettings(_Settings):
     count_dispersion
         When the reference has raw counts: the count likelihood's negative-binomial overdispersion,
         ``Var(c) = lambda (1 + alpha lambda)``, estimated by moments on the reference around the rank-k
-        decoder. ``"gene"``: one ``alpha`` per gene; ``"pooled"``: one value for every gene. A gene's own
-        estimate also counts what k latent dimensions miss of it as noise (median 20 on PBMC3k: the
-        variance of a gene with 10 expected counts 200x Poisson's), which down-weights the markers of small
-        populations; the pooled value is dominated by well-expressed genes (0.01-0.6 on our references).
+        decoder. ``"gene"``: one ``alpha`` per gene; ``"pooled"``: one value for every gene; ``"local"``: one per
+        gene, measured around each reference cell's 10 nearest neighbours' pooled profile instead of the
+        decoder. A gene's decoder-based estimate also counts what k latent dimensions miss of it as noise
+        (median 20 on PBMC3k: the variance of a gene with 10 expected counts 200x Poisson's; 4.3 locally),
+        which down-weights the markers of small populations; the pooled value is dominated by
+        well-expressed genes (0.015-0.65 on our references).
         Default ``"gene"``; see the benchmarks, section 4 ("One dispersion for every gene").
     """
 
@@ -266,7 +268,7 @@ class TrainSettings(_Settings):
 
     def __post_init__(self) -> None:
         _choice("count_latents", self.count_latents, ("posterior_draw", "measurement"))
-        _choice("count_dispersion", self.count_dispersion, ("gene", "pooled"))
+        _choice("count_dispersion", self.count_dispersion, ("gene", "pooled", "local"))
         if self.count_loadings_width is not None:
             _finite("count_loadings_width", self.count_loadings_width, low=0.0, low_open=True)
         _finite("ambient_fraction", self.ambient_fraction, low=0.0)

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from dice.likelihood._counts import CountReference, count_measurement, fit_count_reference
+from dice.likelihood._dispersion import local_dispersion
 from dice.likelihood._newton import decoded_rates
 
 N_GENES, K = 80, 2
@@ -179,6 +180,29 @@ def test_pooled_dispersion_is_one_moment_estimate_that_misfit_genes_do_not_infla
     assert np.min(gene.dispersion[markers]) > 5 * pooled.dispersion[0]
     with pytest.raises(ValueError, match="dispersion must be"):
         fit_count_reference(counts, toy, dispersion="cell")
+
+
+def test_local_dispersion_follows_structure_the_decoder_cannot_express(toy):
+    """The five least expressed genes are 8x up in a region of the latent space (a step the linear decoder
+    cannot express): around each cell's neighbours their dispersions come out much nearer the true 0.3 than
+    around the decoder, and every other gene's stays at 0.3 (the neighbours' own sampling noise is
+    subtracted)."""
+    alpha, rng = 0.3, np.random.default_rng(11)
+    states = rng.normal(size=(1500, K))
+    lam = _expected(toy, _flat(4.0), states, 3000)
+    markers = np.argsort(toy.mean)[:5]
+    lam[np.ix_(states[:, 0] > 0.85, markers)] *= 8.0  # a fifth of the cells, one corner of the space
+    counts = rng.poisson(lam * rng.gamma(1.0 / alpha, alpha, size=lam.shape)).astype(float)
+    gene = fit_count_reference(counts, toy, latents=states)
+    local = fit_count_reference(counts, toy, latents=states, dispersion="local")
+    assert np.median(np.delete(local.dispersion, markers)) == pytest.approx(alpha, rel=0.1)
+    assert np.mean(gene.dispersion[markers]) > 5 * alpha
+    assert np.mean(local.dispersion[markers]) < 0.6 * np.mean(gene.dispersion[markers])
+    sub = local_dispersion(counts, toy, max_cells=800, seed=1)  # a seeded subsample of the cells
+    np.testing.assert_array_equal(sub, local_dispersion(counts, toy, max_cells=800, seed=1))
+    assert np.median(np.delete(sub, markers)) == pytest.approx(alpha, rel=0.2)
+    with pytest.raises(ValueError, match="more than 11"):
+        local_dispersion(counts[:11], toy)
 
 
 def test_ambient_fraction_recovers_soup_contaminated_cells(toy):

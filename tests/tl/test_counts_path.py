@@ -256,6 +256,11 @@ def test_count_dispersion_setting_reaches_the_model(data, model, tmp_path):
     assert loaded.config["count_dispersion"] == "pooled"
     with pytest.raises(DiceInputError, match="count_dispersion"):
         TrainSettings(count_dispersion="per_cell")
+    local = dice.tl.train_prior(
+        ref, n_comps=5, settings=TRAINING.replace(count_dispersion="local"), seed=0, progress=False
+    )
+    assert local.config["count_dispersion"] == "local" and np.ptp(local.count_reference.dispersion) > 0
+    assert not np.allclose(local.count_reference.dispersion, model.count_reference.dispersion)
 
 
 def test_transfer_falls_back_when_reference_lacks_counts(data, model):

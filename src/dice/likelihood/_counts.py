@@ -209,15 +209,17 @@ def fit_count_reference(
     (floored at 0): summed over cells for each gene (``dispersion="gene"``) or over cells and genes for one
     value shared by every gene (``"pooled"``). The residuals are taken around the rank-k decoder, so a
     gene's own estimate also counts what the decoder misses of it as noise, most for the markers of small
-    populations; the pooled value, dominated by well-expressed genes, does not down-weight them (benchmarks,
-    section 4). ``latents`` (default ``V^T x_std``) only sets the weak prior's variance. The prior is
+    populations; the pooled value, dominated by well-expressed genes, does not down-weight them, and
+    ``"local"`` measures each gene's dispersion around each cell's neighbours instead of the decoder
+    (:func:`dice.likelihood._dispersion.local_dispersion`, fixed before the rounds; benchmarks, section 4).
+    ``latents`` (default ``V^T x_std``) only sets the weak prior's variance. The prior is
     then trained on the reference's ``count_measurement`` (or draws from it: ``TrainSettings.count_latents``).
     The ambient profile is the reference's pooled counts; ``ambient_fraction`` of every cell's counts is
     modelled as drawn from it (:class:`CountReference`). Blocks are solved in ``n_threads`` threads as in
     :func:`count_measurement`.
     """
-    if dispersion not in ("gene", "pooled"):
-        raise ValueError(f"dispersion must be 'gene' or 'pooled', got {dispersion!r}")
+    if dispersion not in ("gene", "pooled", "local"):
+        raise ValueError(f"dispersion must be 'gene', 'pooled' or 'local', got {dispersion!r}")
     k = embedding.n_comps
     if latents is None:
         prior_var = embedding.singular_values[:k] ** 2 / max(counts.shape[0] - 1, 1)
@@ -233,6 +235,10 @@ def fit_count_reference(
         ambient=pooled / pooled.sum(),
         ambient_fraction=float(ambient_fraction),
     )
+    if dispersion == "local":  # fixed before the rounds: it does not depend on the decoder
+        from ._dispersion import local_dispersion
+
+        ref.dispersion = local_dispersion(counts, embedding, block_size=block_size)
     for _ in range(n_rounds):
         observed, expected, square, excess = count_moments(
             counts, embedding, ref, n_iter=n_iter, block_size=block_size, n_threads=n_threads
@@ -240,7 +246,8 @@ def fit_count_reference(
         ref.gene_scale = ref.gene_scale + np.log((observed + 1e-3) / (expected + 1e-3))
         if dispersion == "pooled":
             excess, square = np.full_like(excess, excess.sum()), np.full_like(square, square.sum())
-        ref.dispersion = np.maximum(excess / np.maximum(square, 1e-12), 0.0)
+        if dispersion != "local":
+            ref.dispersion = np.maximum(excess / np.maximum(square, 1e-12), 0.0)
     return ref
 
 
