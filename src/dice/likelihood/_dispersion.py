@@ -14,6 +14,8 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
+from ._newton import log_projection
+
 __all__ = ["local_dispersion"]
 
 
@@ -51,10 +53,15 @@ def local_dispersion(
     depth = np.asarray(counts.sum(axis=1)).ravel()
     z = np.empty((counts.shape[0], embedding.loadings.shape[1]))
     for start in range(0, counts.shape[0], block_size):  # the log-normalised projection, in row blocks
-        block = counts[start : start + block_size].toarray()
-        x = np.log1p(1e4 * block / np.maximum(block.sum(axis=1, keepdims=True), 1.0))
-        x = (x - embedding.mean) / embedding.std
-        z[start : start + block_size] = np.minimum(x, embedding.max_value or np.inf) @ embedding.loadings
+        rows = slice(start, start + block_size)
+        z[rows] = log_projection(
+            counts[rows].toarray(),
+            depth[rows, None],
+            embedding.mean,
+            embedding.std,
+            embedding.loadings,
+            embedding.max_value,
+        )
     _, index = NearestNeighbors(n_neighbors=n_neighbors + 1).fit(z).kneighbors(z)
     index = index[:, 1:]  # the cell itself is not its own neighbour
     excess = np.zeros(counts.shape[1])

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-__all__ = ["cholesky", "decoded_rates", "dense", "newton_modes", "solve_lower"]
+__all__ = ["cholesky", "decoded_rates", "dense", "log_projection", "newton_modes", "solve_lower"]
 
 #: A cell whose next Newton step, estimated from its last information, would gain less than this many
 #: ``tol`` takes that step unchecked and stops (the step is then tiny and the quadratic model exact enough).
@@ -57,6 +57,13 @@ def decoded_rates(u, mean, std, loadings, scale, floor, min_rate):
     if capped:
         slope *= ~over
     return rate, slope
+
+
+def log_projection(counts, depth, mean, std, loadings, max_value):
+    """The log-normalised projection of raw counts, ``V^T min((log1p(1e4 c / n) - mean) / std, max_value)``:
+    the count solve's starting point and the neighbourhoods of the local dispersions."""
+    x = np.log1p(1e4 * counts / np.maximum(depth, 1.0))
+    return np.minimum((x - mean) / std, max_value or np.inf) @ loadings
 
 
 def cholesky(matrices: np.ndarray) -> np.ndarray:
@@ -199,8 +206,7 @@ def newton_modes(counts, present, embedding, ref, n_iter, u0, tol=1e-3, informat
     tri_position[tri_rows, tri_cols] = tri_position[tri_cols, tri_rows] = np.arange(tri_rows.size)
     tri_position = tri_position.ravel()
     if u0 is None:  # start from the log-normalised projection: close to the mode for deep cells
-        x = np.log1p(1e4 * counts / np.maximum(depth, 1.0))
-        u0 = np.minimum((x - mean) / std, embedding.max_value or np.inf) @ loadings
+        u0 = log_projection(counts, depth, mean, std, loadings, embedding.max_value)
     u = np.array(u0, dtype=np.float64)
     everyone = np.arange(n_cells)
     terms = decode(u, everyone)

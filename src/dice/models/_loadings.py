@@ -69,7 +69,7 @@ def refit_loadings(
     latents
         The reference's projection latents (rows as ``counts``): they set the count model's weak prior.
     dispersion
-        The count model's dispersion, per gene or pooled (:func:`dice.likelihood.fit_count_reference`).
+        The count model's dispersion: per gene, pooled or local (:func:`dice.likelihood.fit_count_reference`).
     seed
         Seeds the subsample when the reference has more than ``max_entries / genes`` cells.
     device
