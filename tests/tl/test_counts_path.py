@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import warnings
 
 import anndata as ad
@@ -51,6 +52,15 @@ def _simulate(n_cells: int, seed: int, depth: float = 1000.0) -> tuple[np.ndarra
 
 def _thin(counts: np.ndarray, fraction: float, seed: int) -> np.ndarray:
     return np.random.default_rng(seed).binomial(counts.astype(np.int64), fraction).astype(np.float64)
+
+
+@contextlib.contextmanager
+def _outside_allowed():
+    """At 5 % depth one toy cell's noise exceeds the prior's schedule and gets the Gaussian prior; the
+    warning that says so is tested in tests/models, here it is allowed."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "1 cell was measured far outside", UserWarning)
+        yield
 
 
 def _transfer(query, ref, model, settings=SETTINGS, **transfer):
@@ -121,7 +131,7 @@ def test_counts_transfer_beats_gene_weighted_on_shallow_query(data, model):
     shallow = _adata(_thin(counts, 0.05, seed=4), labels)
     accuracy = {}
     for likelihood, warning in (("auto", DepthWarning), ("gene_weighted", UserWarning)):
-        with pytest.warns(warning):  # counts: far shallower than the reference; gene-weighted: noisier
+        with pytest.warns(warning), _outside_allowed():  # counts: far shallower than the reference
             out = _transfer(shallow, ref, model, SETTINGS.replace(likelihood=likelihood))
         accuracy[out.uns["dice"]["likelihood"]] = np.mean(out.obs["dice_label"].astype(str).to_numpy() == labels)
     assert set(accuracy) == {"counts", "gene_weighted"}
@@ -242,7 +252,8 @@ def test_ambient_fraction_travels_with_the_model(data, tmp_path):
 
 def test_count_dispersion_setting_reaches_the_model(data, model, tmp_path):
     """TrainSettings.count_dispersion="pooled" fits one dispersion for every gene, records the choice in the
-    model's config and survives save / load; the default keeps one per gene."""
+    model's config and survives save / load; the default measures one per gene around each cell's neighbours,
+    "gene" one per gene around the decoder."""
     ref, _, _ = data
     pooled = dice.tl.train_prior(
         ref, n_comps=5, settings=TRAINING.replace(count_dispersion="pooled"), seed=0, progress=False
@@ -250,17 +261,17 @@ def test_count_dispersion_setting_reaches_the_model(data, model, tmp_path):
     values = pooled.count_reference.dispersion
     assert np.all(values == values[0]) and values[0] >= 0
     assert np.ptp(model.count_reference.dispersion) > 0
-    assert (pooled.config["count_dispersion"], model.config["count_dispersion"]) == ("pooled", "gene")
+    assert (pooled.config["count_dispersion"], model.config["count_dispersion"]) == ("pooled", "local")
     loaded = dice.models.DicePrior.load(pooled.save(tmp_path / "pooled"), device="cpu")
     np.testing.assert_array_equal(loaded.count_reference.dispersion, values)
     assert loaded.config["count_dispersion"] == "pooled"
     with pytest.raises(DiceInputError, match="count_dispersion"):
         TrainSettings(count_dispersion="per_cell")
-    local = dice.tl.train_prior(
-        ref, n_comps=5, settings=TRAINING.replace(count_dispersion="local"), seed=0, progress=False
+    gene = dice.tl.train_prior(
+        ref, n_comps=5, settings=TRAINING.replace(count_dispersion="gene"), seed=0, progress=False
     )
-    assert local.config["count_dispersion"] == "local" and np.ptp(local.count_reference.dispersion) > 0
-    assert not np.allclose(local.count_reference.dispersion, model.count_reference.dispersion)
+    assert gene.config["count_dispersion"] == "gene" and np.ptp(gene.count_reference.dispersion) > 0
+    assert not np.allclose(gene.count_reference.dispersion, model.count_reference.dispersion)
 
 
 def test_transfer_falls_back_when_reference_lacks_counts(data, model):
@@ -387,7 +398,7 @@ def test_count_evidence_is_stacked_and_can_be_switched_off(data, model):
     shallow = _adata(_thin(counts, 0.05, seed=4), labels)
     out = {}
     for evidence in (True, False):
-        with pytest.warns(DepthWarning):
+        with pytest.warns(DepthWarning), _outside_allowed():
             out[evidence] = _transfer(shallow, ref, model, count_evidence=evidence)
     on, off = (out[e].uns["dice_label_transfer"] for e in (True, False))
     assert on["count_evidence"] is True and off["count_evidence"] is False
@@ -418,7 +429,7 @@ def test_count_profiles_calibration_cells_unseen_query_sees_every_cell(data, mod
     monkeypatch.setattr(transfer_module, "CountProfiles", spy_profiles)
     monkeypatch.setattr(transfer_module, "query_loglik", spy_loglik)
     ref, counts, labels = data
-    with pytest.warns(DepthWarning):
+    with pytest.warns(DepthWarning), _outside_allowed():
         _transfer(_adata(_thin(counts, 0.05, seed=4), labels), ref, model)
     assert len(built) == 2 and len(scored) == 1
     held_out, everyone = built

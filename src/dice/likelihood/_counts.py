@@ -198,7 +198,7 @@ def fit_count_reference(
     floor: float = 0.05,
     min_rate: float = 0.1,
     ambient_fraction: float = 0.0,
-    dispersion: str = "gene",
+    dispersion: str = "local",
     block_size: int = 1024,
     n_threads: int | None = None,
 ) -> CountReference:
@@ -211,8 +211,8 @@ def fit_count_reference(
     gene's own estimate also counts what the decoder misses of it as noise, most for the markers of small
     populations; the pooled value, dominated by well-expressed genes, does not down-weight them, and
     ``"local"`` measures each gene's dispersion around each cell's neighbours instead of the decoder
-    (:func:`dice.likelihood._dispersion.local_dispersion`, fixed before the rounds; benchmarks, section 4).
-    ``latents`` (default ``V^T x_std``) only sets the weak prior's variance. The prior is
+    (:func:`dice.likelihood._dispersion.local_dispersion`, fixed before the rounds; the default, see the
+    benchmarks, section 4). ``latents`` (default ``V^T x_std``) only sets the weak prior's variance. The prior is
     then trained on the reference's ``count_measurement`` (or draws from it: ``TrainSettings.count_latents``).
     The ambient profile is the reference's pooled counts; ``ambient_fraction`` of every cell's counts is
     modelled as drawn from it (:class:`CountReference`). Blocks are solved in ``n_threads`` threads as in

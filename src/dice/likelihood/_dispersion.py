@@ -33,7 +33,7 @@ def local_dispersion(
         the log-normalised counts.
     n_neighbors
         Neighbours whose pooled counts make a cell's expected profile (10 followed PBMC3k's small populations
-        better than 30 in our screen).
+        better than 30 in our screen); a reference of ``n_neighbors`` cells or fewer uses all its other cells.
     max_cells
         Cells used at most (a seeded subsample beyond that: the dispersions are per-gene averages).
     seed
@@ -45,8 +45,9 @@ def local_dispersion(
 
     counts = sp.csr_matrix(counts, dtype=np.float64)
     n_cells = counts.shape[0]
-    if n_cells < n_neighbors + 2:
-        raise ValueError(f"local dispersions need more than {n_neighbors + 1} reference cells, got {n_cells}")
+    if n_cells < 2:
+        raise ValueError(f"local dispersions need at least 2 reference cells, got {n_cells}")
+    n_neighbors = min(n_neighbors, n_cells - 1)
     if n_cells > max_cells:
         rows = np.sort(np.random.default_rng(np.random.SeedSequence([seed, 7])).choice(n_cells, max_cells, False))
         counts = counts[rows]

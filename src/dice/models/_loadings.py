@@ -46,7 +46,7 @@ def refit_loadings(
     *,
     width: float | None,
     latents: np.ndarray | None = None,
-    dispersion: str = "gene",
+    dispersion: str = "local",
     seed: int = 0,
     device: str | torch.device = "cpu",
     n_steps: int = N_STEPS,

@@ -141,7 +141,7 @@ def _gather_counts(counts, rows, counts_layer, shape, n_genes):
 
 
 def _count_latents(
-    embedding, reference_counts, latents, *, draw="posterior_draw", seed=0, ambient_fraction=0.0, dispersion="gene"
+    embedding, reference_counts, latents, *, draw="posterior_draw", seed=0, ambient_fraction=0.0, dispersion="local"
 ):
     """Fit the count reference on the reference's raw counts; return it, the reference's count latents and depths.
 
