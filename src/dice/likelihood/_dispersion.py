@@ -43,7 +43,7 @@ def local_dispersion(
     """
     from sklearn.neighbors import NearestNeighbors
 
-    counts = sp.csr_matrix(counts, dtype=np.float64)
+    counts = sp.csr_matrix(counts)  # no copy of a CSR matrix
     n_cells = counts.shape[0]
     if n_cells < 2:
         raise ValueError(f"local dispersions need at least 2 reference cells, got {n_cells}")
@@ -51,6 +51,7 @@ def local_dispersion(
     if n_cells > max_cells:
         rows = np.sort(np.random.default_rng(np.random.SeedSequence([seed, 7])).choice(n_cells, max_cells, False))
         counts = counts[rows]
+    counts = counts.astype(np.float64)  # a float64 copy of at most max_cells rows, not of the whole reference
     depth = np.asarray(counts.sum(axis=1)).ravel()
     z = np.empty((counts.shape[0], embedding.loadings.shape[1]))
     for start in range(0, counts.shape[0], block_size):  # the log-normalised projection, in row blocks
