@@ -96,3 +96,25 @@ def test_too_few_genes_with_a_model_leaves_query_untouched(toy):
     with pytest.raises(DiceInputError):
         dice.tl.transfer_labels(small, ref, labels_key="label", model=model, progress=False)
     assert (list(small.obs), list(small.obsm)) == before
+
+
+def test_calibration_cells_are_drawn_only_for_knn_votes(toy, monkeypatch):
+    """The logistic classifier reads posterior means, so no posterior is sampled for it (the calibration
+    cells' draws were most of transfer_labels' time on a shallow query); the kNN votes need the draws."""
+    import dice.tl._latent as latent_module  # transfer_labels imports posterior_of from here when called
+
+    kept = []
+    real = latent_module.posterior_of
+
+    def spy(model, cells, settings, **kwargs):
+        kept.append(kwargs.get("keep_samples", False))
+        return real(model, cells, settings, **kwargs)
+
+    monkeypatch.setattr(latent_module, "posterior_of", spy)
+    ref, query = toy
+    for classifier, expected in (("logistic", [False, False, False]), ("knn", [True, True])):
+        kept.clear()
+        dice.tl.transfer_labels(
+            query, ref, labels_key="label", seed=0, copy=True, transfer=TransferSettings(classifier=classifier), **FAST
+        )
+        assert kept == expected, (classifier, kept)  # calibration, query (, the reference's means)

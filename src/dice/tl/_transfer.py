@@ -250,14 +250,15 @@ def transfer_labels(
             model, ref_found[0], alignment, present, labelled, query_cells, ref_cells.pca, seed, profiles
         )
     keep = transfer.classifier == "knn" or store_samples
-    # the reference's own cells: their clamped or outside-the-prior cells are not the user's to act on
+    # the reference's own cells: their clamped or outside-the-prior cells are not the user's to act on; their
+    # draws only for the kNN votes (the logistic classifier reads the posterior means, which do not need them)
     calibration = posterior_of(
         model,
         ref_cells,
         settings,
         rows=np.flatnonzero(held),
         seed=seed,
-        keep_samples=True,
+        keep_samples=transfer.classifier == "knn",
         progress=progress,
         warn=False,
     )
