@@ -255,7 +255,7 @@ def transfer_labels(
     calibration = posterior_of(
         model,
         ref_cells,
-        settings,
+        settings.replace(uncertainty="none"),  # their spread is not used
         rows=np.flatnonzero(held),
         seed=seed,
         keep_samples=transfer.classifier == "knn",
