@@ -20,23 +20,9 @@ import argparse
 import json
 import os
 import platform
+import sys
 import time
-
-
-def thinned(adata, fraction: float, seed: int):
-    """``adata`` with ``layers["counts"]`` binomially thinned to ``fraction`` and ``X`` re-normalised (log1p, 1e4)."""
-    import numpy as np
-    import scanpy as sc
-
-    out = adata.copy()
-    counts = out.layers["counts"].tocsr(copy=True)
-    counts.data = np.random.default_rng(seed).binomial(counts.data.astype(np.int64), fraction).astype(np.float32)
-    out.layers["counts"] = counts
-    out.X = counts.copy()
-    out.uns.pop("log1p", None)  # X holds counts again
-    sc.pp.normalize_total(out, target_sum=1e4)
-    sc.pp.log1p(out)
-    return out
+from pathlib import Path
 
 
 def main() -> None:
@@ -55,6 +41,9 @@ def main() -> None:
 
     import dice
 
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from depth import shallow_query  # thinned counts, re-normalised: the shallow-query protocol
+
     torch.set_num_threads(args.threads)
     adata = dice.pp.recipe_paper(dice.datasets.cbmc(), copy=True)
     rng = np.random.default_rng(0)
@@ -71,7 +60,7 @@ def main() -> None:
         "transfer_labels": [],
         "transfer_labels_5pct": [],
     }
-    shallow = thinned(query, 0.05, seed=0)
+    shallow = shallow_query(query, 0.05, seed=0)
     model = None
     for seed in range(args.repeats):
         started = time.perf_counter()

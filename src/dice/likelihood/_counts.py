@@ -244,10 +244,10 @@ def fit_count_reference(
             counts, embedding, ref, n_iter=n_iter, block_size=block_size, n_threads=n_threads
         )
         ref.gene_scale = ref.gene_scale + np.log((observed + 1e-3) / (expected + 1e-3))
-        if dispersion == "pooled":
-            excess, square = np.full_like(excess, excess.sum()), np.full_like(square, square.sum())
-        if dispersion != "local":
+        if dispersion == "gene":
             ref.dispersion = np.maximum(excess / np.maximum(square, 1e-12), 0.0)
+        elif dispersion == "pooled":
+            ref.dispersion = np.full_like(excess, max(excess.sum() / max(square.sum(), 1e-12), 0.0))
     return ref
 
 

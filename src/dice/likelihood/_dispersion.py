@@ -65,14 +65,17 @@ def local_dispersion(
             embedding.max_value,
         )
     _, index = NearestNeighbors(n_neighbors=n_neighbors + 1).fit(z).kneighbors(z)
-    index = index[:, 1:]  # the cell itself is not its own neighbour
+    n = counts.shape[0]  # the cell itself is not its own neighbour: column 0 left out
+    near = sp.csr_matrix(
+        (np.ones(n * n_neighbors), index[:, 1:].ravel(), np.arange(0, n * n_neighbors + 1, n_neighbors)),
+        shape=(n, n),
+    )
+    total = near @ depth  # each cell's neighbours' summed depth
     excess = np.zeros(counts.shape[1])
     square = np.zeros(counts.shape[1])
-    for start in range(0, counts.shape[0], block_size):
-        near = index[start : start + block_size]
-        pooled = sum(counts[near[:, j]] for j in range(n_neighbors)).toarray()  # neighbours' summed counts
-        total = depth[near].sum(axis=1, keepdims=True)
-        share = depth[start : start + block_size, None] / np.maximum(total, 1.0)
+    for start in range(0, n, block_size):
+        pooled = (near[start : start + block_size] @ counts).toarray()  # neighbours' summed counts
+        share = depth[start : start + block_size, None] / np.maximum(total[start : start + block_size, None], 1.0)
         lam = pooled * share  # expected counts at the cell's depth
         observed = counts[start : start + block_size].toarray()
         # Var(c - lam) = Var(c) + Var(lam): the neighbours' own Poisson noise, lam * share, is not the cell's
