@@ -286,7 +286,9 @@ def test_demo_runs_end_to_end(tmp_path, torch_threads, capsys):
     printed = capsys.readouterr().out
     assert "PCA + kNN" in printed and "DICE" in printed and "5% (" in printed
     assert (tmp_path / "cbmc_pca_vs_dice_shallow.png").stat().st_size > 10_000
+    assert (tmp_path / "cbmc_label_confusion_shallow.png").stat().st_size > 10_000
     shallow = ad.read_h5ad(tmp_path / "cbmc_shallow_query_dice.h5ad")
+    assert shallow.uns["dice_label_transfer"]["held_out"]["confusion"].shape == (12, 12)
     assert shallow.obsm["X_dice"].shape[1] == 25
     assert shallow.uns["dice"]["likelihood"] == "counts"
     table = pd.read_csv(tmp_path / "metrics.csv")

@@ -66,6 +66,7 @@ def run_demo(*, out_dir: Path, seed: int = 0, n_steps: int = 4000, progress: boo
 
     from . import datasets, metrics, pl, pp, tl
     from .pp._linear import LinearEmbedding
+    from .tl._label_report import UnreliableLabelWarning, unreliable_labels
     from .tl._latent import DepthWarning, reference_latents
 
     started = time.perf_counter()
@@ -92,12 +93,16 @@ def run_demo(*, out_dir: Path, seed: int = 0, n_steps: int = 4000, progress: boo
         print(f"\nquery at {fraction:.0%} depth (median {depth:,.0f} UMIs per cell): transferring labels ...")
         with warnings.catch_warnings(record=True) as caught:  # the shallow query is the point here: say it once
             warnings.simplefilter("always", DepthWarning)
+            warnings.simplefilter("always", UnreliableLabelWarning)  # summed up below, in a line per label
             tl.transfer_labels(q, reference, model, labels_key="label", seed=seed, progress=progress)
         if any(issubclass(w.category, DepthWarning) for w in caught):
             print("  (dice warns that this query is far shallower than the reference, and calibrates at its depth)")
         for w in caught:
-            if not issubclass(w.category, DepthWarning):
+            if not issubclass(w.category, DepthWarning | UnreliableLabelWarning):
                 warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+        info = q.uns["dice_label_transfer"]
+        for phrase in unreliable_labels(info["held_out"], info["classes"]):  # what the warning says, in brief
+            print(f"  held-out reference cells at this depth mostly lose a label: {phrase}")
         truth = q.obs["label"].astype(str).to_numpy()
         q.obsm["X_pca"] = reference_latents(pca, q.X)
         knn, knn_conf = _knn_labels(reference, q, "label")
@@ -129,10 +134,13 @@ def run_demo(*, out_dir: Path, seed: int = 0, n_steps: int = 4000, progress: boo
     )
 
     h5ad_path, png_path = out_dir / "cbmc_shallow_query_dice.h5ad", out_dir / "cbmc_pca_vs_dice_shallow.png"
+    confusion_path = out_dir / "cbmc_label_confusion_shallow.png"
     shallow.write_h5ad(h5ad_path)
     pl.embedding_comparison(shallow, color="label", seed=seed, save=png_path)
+    pl.label_confusion(shallow, save=confusion_path)
     table.to_csv(out_dir / "metrics.csv")
     print(
-        f"\nwrote {h5ad_path}, {png_path} and {out_dir / 'metrics.csv'} ({time.perf_counter() - started:.0f} s in all)"
+        f"\nwrote {h5ad_path}, {png_path}, {confusion_path} and {out_dir / 'metrics.csv'} "
+        f"({time.perf_counter() - started:.0f} s in all)"
     )
     return {"table": table, "query": shallow, "model": model}

@@ -307,7 +307,11 @@ class TransferSettings(_Settings):
     alpha
         Label sets hold the true label with probability ``1 - alpha``.
     set_method
-        ``"conformal"`` (split-conformal sets calibrated on held-out reference cells) or ``"credible"``.
+        ``"conformal"`` (split-conformal sets calibrated on held-out reference cells: the true label is in
+        the set of ``1 - alpha`` of the cells, on average over them), ``"class_conformal"`` (one threshold
+        per label, from its own held-out cells: each label is in the set of ``1 - alpha`` of its own cells,
+        rare labels included; labels with fewer than ``1 / alpha - 1`` held-out cells use the pooled
+        threshold) or ``"credible"`` (the most probable labels up to ``1 - alpha`` of the probability).
     novelty_alpha, novelty_margin
         Novelty score = distance of a cell's posterior mean to its reference neighbours over the
         ``1 - novelty_alpha`` quantile of held-out reference cells'; above ``novelty_margin`` probability moves
@@ -348,7 +352,7 @@ class TransferSettings(_Settings):
         _finite("alpha", self.alpha, low=0.0, low_open=True)
         if self.alpha >= 1:
             raise DiceInputError(f"alpha must lie strictly between 0 and 1, got {self.alpha}.")
-        _choice("set_method", self.set_method, ("conformal", "credible"))
+        _choice("set_method", self.set_method, ("conformal", "class_conformal", "credible"))
         if self.novelty_alpha is not None:
             _finite("novelty_alpha", self.novelty_alpha, low=0.0, low_open=True)
             if self.novelty_alpha >= 1:

@@ -13,6 +13,7 @@ from .._validation import DiceInputError, check_adata
 from ._classifiers import KnnVotes, LogisticLatent
 from ._confidence import credible_sets, knn_votes, set_strings
 from ._count_evidence import CountProfiles, fit_stack, query_loglik, stack, thinned_reference
+from ._label_report import label_report, warn_unreliable_labels
 
 __all__ = ["transfer_labels"]
 
@@ -159,7 +160,11 @@ def transfer_labels(
     ``obs[f"{key_added}_label_confidence"]`` (its probability), ``obs[f"{key_added}_label_set"]`` (``"a|b"``,
     most probable first; ``"unassigned"`` when empty), ``obs[f"{key_added}_label_set_size"]``,
     ``obs[f"{key_added}_novelty"]`` (novelty score), the outputs of :func:`dice.tl.denoise` and
-    ``uns[f"{key_added}_label_transfer"]`` (``"params"``, temperature, thresholds, class names).
+    ``uns[f"{key_added}_label_transfer"]`` (``"params"``, temperature, thresholds, class names, and
+    ``"held_out"``: per label, in ``"classes"`` order, the held-out reference cells' ``n_cells``, ``recall``,
+    ``precision``, ``set_coverage`` and ``confusion`` matrix, measured as the query is, so what to expect
+    of the query's cells of each label; :func:`dice.pl.label_confusion` draws it). Warns, naming them, about
+    labels whose held-out cells mostly get another label (recall below 0.5 with 10 cells or more).
     """
     from ..pp._align import align_genes
     from ._denoise import resolve_model, versions, write_outputs
@@ -301,13 +306,15 @@ def transfer_labels(
 
     cal_p, probabilities = finish(cal_raw, cal_dist, cal_ll), finish(raw, dist, query_ll)
     names = np.append(classes, UNASSIGNED) if transfer.novelty_alpha is not None else classes
-    threshold = _conformal_threshold(cal_p[np.arange(len(cal_p)), codes[held]], transfer.alpha)
-    if transfer.set_method == "conformal":
-        mask = np.zeros(probabilities.shape, dtype=bool)
-        mask[:, :n_classes] = probabilities[:, :n_classes] >= threshold - 1e-9  # float ties
-    else:
-        mask = credible_sets(probabilities, transfer.alpha)
+    cal_true = cal_p[np.arange(len(cal_p)), codes[held]]
+    threshold = _conformal_threshold(cal_true, transfer.alpha)
+    thresholds = np.full(n_classes, threshold)
+    if transfer.set_method == "class_conformal":
+        thresholds = _class_thresholds(cal_true, codes[held], n_classes, transfer.alpha, threshold)
+    mask, cal_mask = (_label_sets(p, transfer, thresholds, n_classes) for p in (probabilities, cal_p))
     best = probabilities[:, :n_classes].argmax(axis=1)
+    held_out = label_report(codes[held], cal_p, cal_mask, n_classes)
+    warn_unreliable_labels(held_out, classes, key=key_added, stacklevel=2)
 
     target = adata.copy() if copy else adata
     write_outputs(target, key_added, query, store_samples=store_samples)
@@ -327,11 +334,13 @@ def transfer_labels(
         "params": {**transfer.to_dict(), "labels_key": labels_key, "seed": seed},
         "classes": list(map(str, classes)),
         "conformal_threshold": threshold,
+        "conformal_thresholds": thresholds,
         "temperature": temperature,
         "count_evidence": bool(evidence),
         "count_weight": weights[1],
         "pseudo_count": pseudo,
         "novelty_distance_quantile": novelty.quantile,
+        "held_out": held_out,
         "n_calibration_cells": int(held.sum()),
         "n_index_cells": len(index),
         "prior_trained_here": bool(trained_here),
@@ -340,6 +349,31 @@ def transfer_labels(
         **({"query_depth": depth} if depth is not None else {}),
     }
     return target if copy else None
+
+
+def _label_sets(probabilities: np.ndarray, transfer: TransferSettings, thresholds: np.ndarray, n_classes: int):
+    """Bool mask of each cell's label set (columns as ``probabilities``; ``thresholds`` one per label)."""
+    if transfer.set_method == "credible":
+        return credible_sets(probabilities, transfer.alpha)
+    mask = np.zeros(probabilities.shape, dtype=bool)
+    mask[:, :n_classes] = probabilities[:, :n_classes] >= thresholds[None, :] - 1e-9  # float ties
+    return mask
+
+
+def _class_thresholds(true_p: np.ndarray, codes: np.ndarray, n_classes: int, alpha: float, pooled: float):
+    """Label-conditional (Mondrian) split-conformal thresholds: each label's from its own held-out cells.
+
+    A label then belongs to the set of at least ``1 - alpha`` of its own cells, a rare label that the
+    classifier confuses with a common one included (the pooled threshold guarantees this only on average
+    over the cells, which a rare label hardly moves). A label with fewer than ``1 / alpha - 1`` held-out
+    cells cannot set its own (it would be 0, the label in every set) and takes the ``pooled`` one.
+    """
+    out = np.full(n_classes, pooled)
+    for c in range(n_classes):
+        own = true_p[codes == c]
+        if np.floor(alpha * (len(own) + 1)) >= 1:
+            out[c] = _conformal_threshold(own, alpha)
+    return out
 
 
 def _warn_if_noisier(query, calibration, matched: bool) -> None:
