@@ -12,8 +12,8 @@ import pytest
 
 import dice
 from dice.tl import PosteriorSettings, TrainSettings, TransferSettings
+from dice.tl._confidence import class_thresholds, conformal_threshold
 from dice.tl._label_report import MIN_CELLS, label_report, unreliable_labels, warn_unreliable_labels
-from dice.tl._transfer import _class_thresholds, _conformal_threshold
 
 FAST = {
     "training": TrainSettings(n_updates=200),
@@ -63,12 +63,12 @@ def test_class_thresholds_cover_each_label_and_fall_back_when_it_is_rare():
     rng = np.random.default_rng(0)
     codes = np.repeat([0, 1, 2], [400, 60, 5])
     true_p = np.concatenate([rng.uniform(0.6, 1.0, 400), rng.uniform(0.0, 0.3, 60), rng.uniform(0.0, 0.1, 5)])
-    pooled = _conformal_threshold(true_p, 0.1)
-    out = _class_thresholds(true_p, codes, 3, 0.1, pooled)
+    pooled = conformal_threshold(true_p, 0.1)
+    out = class_thresholds(true_p, codes, 3, 0.1, pooled)
     assert out[2] == pooled  # 5 cells cannot set a threshold at alpha = 0.1
     for c in (0, 1):
         own = true_p[codes == c]
-        assert out[c] == _conformal_threshold(own, 0.1)
+        assert out[c] == conformal_threshold(own, 0.1)
         assert np.mean(own >= out[c]) >= 0.9
     assert np.mean(true_p[codes == 1] >= pooled) < 0.5  # the pooled threshold misses the confused label
 

@@ -1,4 +1,4 @@
-"""Confidence sets from posterior samples: cluster confidence, credible sets, calibration error.
+"""Confidence sets: cluster confidence, credible sets, conformal label sets, calibration error.
 
 A DICE posterior sample is a plausible clean latent state of a cell. Where a cell's samples land (which
 cluster, which reference label) turns the spread of the posterior into a probability over discrete
@@ -14,7 +14,14 @@ from anndata import AnnData
 
 from .._validation import DiceInputError
 
-__all__ = ["cluster_confidence", "credible_sets", "set_strings"]
+__all__ = [
+    "class_thresholds",
+    "cluster_confidence",
+    "conformal_threshold",
+    "credible_sets",
+    "label_sets",
+    "set_strings",
+]
 
 
 def credible_sets(probabilities: np.ndarray, alpha: float) -> np.ndarray:
@@ -42,6 +49,43 @@ def credible_sets(probabilities: np.ndarray, alpha: float) -> np.ndarray:
     keep_sorted[:, 0] = True  # never an empty credible set
     mask = np.zeros_like(keep_sorted)
     np.put_along_axis(mask, order, keep_sorted, axis=1)
+    return mask
+
+
+def conformal_threshold(true_probabilities: np.ndarray, alpha: float) -> float:
+    """Split-conformal threshold: ``P(p_true < threshold) <= alpha`` on the calibration cells, at most 0.5.
+
+    A label with most of the probability always belongs to the set: without errors among the calibration
+    cells the threshold is ~1, and any shift would empty every set. Lowering it keeps coverage >= 1 - alpha.
+    """
+    rank = int(np.floor(alpha * (len(true_probabilities) + 1)))
+    threshold = float(np.sort(true_probabilities)[rank - 1]) if rank >= 1 else 0.0
+    return min(threshold, 0.5)
+
+
+def class_thresholds(true_p: np.ndarray, codes: np.ndarray, n_classes: int, alpha: float, pooled: float):
+    """Label-conditional (Mondrian) split-conformal thresholds: each label's from its own held-out cells.
+
+    A label then belongs to the set of at least ``1 - alpha`` of its own cells, a rare label that the
+    classifier confuses with a common one included (the pooled threshold guarantees this only on average
+    over the cells, which a rare label hardly moves). A label with fewer than ``1 / alpha - 1`` held-out
+    cells cannot set its own (it would be 0, the label in every set) and takes the ``pooled`` one.
+    """
+    out = np.full(n_classes, pooled)
+    for c in range(n_classes):
+        own = true_p[codes == c]
+        if np.floor(alpha * (len(own) + 1)) >= 1:
+            out[c] = conformal_threshold(own, alpha)
+    return out
+
+
+def label_sets(probabilities: np.ndarray, thresholds: np.ndarray, n_classes: int, method: str, alpha: float):
+    """Bool mask of each cell's label set (columns as ``probabilities``): the labels at or above their
+    threshold (one per label), or with ``method="credible"`` the smallest set holding ``1 - alpha``."""
+    if method == "credible":
+        return credible_sets(probabilities, alpha)
+    mask = np.zeros(probabilities.shape, dtype=bool)
+    mask[:, :n_classes] = probabilities[:, :n_classes] >= thresholds[None, :] - 1e-9  # float ties
     return mask
 
 

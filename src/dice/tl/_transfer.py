@@ -11,7 +11,7 @@ from anndata import AnnData
 from .._settings import PosteriorSettings, TrainSettings, TransferSettings, check_seed
 from .._validation import DiceInputError, check_adata
 from ._classifiers import KnnVotes, LogisticLatent
-from ._confidence import credible_sets, knn_votes, set_strings
+from ._confidence import class_thresholds, conformal_threshold, knn_votes, label_sets, set_strings
 from ._count_evidence import CountProfiles, fit_stack, query_loglik, stack, thinned_reference
 from ._label_report import label_report, warn_unreliable_labels
 
@@ -307,11 +307,13 @@ def transfer_labels(
     cal_p, probabilities = finish(cal_raw, cal_dist, cal_ll), finish(raw, dist, query_ll)
     names = np.append(classes, UNASSIGNED) if transfer.novelty_alpha is not None else classes
     cal_true = cal_p[np.arange(len(cal_p)), codes[held]]
-    threshold = _conformal_threshold(cal_true, transfer.alpha)
+    threshold = conformal_threshold(cal_true, transfer.alpha)
     thresholds = np.full(n_classes, threshold)
     if transfer.set_method == "class_conformal":
-        thresholds = _class_thresholds(cal_true, codes[held], n_classes, transfer.alpha, threshold)
-    mask, cal_mask = (_label_sets(p, transfer, thresholds, n_classes) for p in (probabilities, cal_p))
+        thresholds = class_thresholds(cal_true, codes[held], n_classes, transfer.alpha, threshold)
+    mask, cal_mask = (
+        label_sets(p, thresholds, n_classes, transfer.set_method, transfer.alpha) for p in (probabilities, cal_p)
+    )
     best = probabilities[:, :n_classes].argmax(axis=1)
     held_out = label_report(codes[held], cal_p, cal_mask, n_classes)
     warn_unreliable_labels(held_out, classes, key=key_added, stacklevel=2)
@@ -351,31 +353,6 @@ def transfer_labels(
     return target if copy else None
 
 
-def _label_sets(probabilities: np.ndarray, transfer: TransferSettings, thresholds: np.ndarray, n_classes: int):
-    """Bool mask of each cell's label set (columns as ``probabilities``; ``thresholds`` one per label)."""
-    if transfer.set_method == "credible":
-        return credible_sets(probabilities, transfer.alpha)
-    mask = np.zeros(probabilities.shape, dtype=bool)
-    mask[:, :n_classes] = probabilities[:, :n_classes] >= thresholds[None, :] - 1e-9  # float ties
-    return mask
-
-
-def _class_thresholds(true_p: np.ndarray, codes: np.ndarray, n_classes: int, alpha: float, pooled: float):
-    """Label-conditional (Mondrian) split-conformal thresholds: each label's from its own held-out cells.
-
-    A label then belongs to the set of at least ``1 - alpha`` of its own cells, a rare label that the
-    classifier confuses with a common one included (the pooled threshold guarantees this only on average
-    over the cells, which a rare label hardly moves). A label with fewer than ``1 / alpha - 1`` held-out
-    cells cannot set its own (it would be 0, the label in every set) and takes the ``pooled`` one.
-    """
-    out = np.full(n_classes, pooled)
-    for c in range(n_classes):
-        own = true_p[codes == c]
-        if np.floor(alpha * (len(own) + 1)) >= 1:
-            out[c] = _conformal_threshold(own, alpha)
-    return out
-
-
 def _warn_if_noisier(query, calibration, matched: bool) -> None:
     """Without depth-matched calibration, warn when the query is much noisier than the calibration cells."""
     q, c = float(np.median(query.noise_sd)), float(np.median(calibration.noise_sd))
@@ -389,14 +366,3 @@ def _warn_if_noisier(query, calibration, matched: bool) -> None:
         UserWarning,
         stacklevel=3,
     )
-
-
-def _conformal_threshold(true_probabilities: np.ndarray, alpha: float) -> float:
-    """Split-conformal threshold: ``P(p_true < threshold) <= alpha`` on the calibration cells, at most 0.5.
-
-    A label with most of the probability always belongs to the set: without errors among the calibration
-    cells the threshold is ~1, and any shift would empty every set. Lowering it keeps coverage >= 1 - alpha.
-    """
-    rank = int(np.floor(alpha * (len(true_probabilities) + 1)))
-    threshold = float(np.sort(true_probabilities)[rank - 1]) if rank >= 1 else 0.0
-    return min(threshold, 0.5)
