@@ -130,3 +130,25 @@ def test_held_out_report_survives_h5ad(confused, tmp_path):
     # the pooled sets: one threshold for every label
     info = out.uns["dice_label_transfer"]
     assert np.all(info["conformal_thresholds"] == info["conformal_threshold"])
+
+
+def test_report_without_novelty_and_with_credible_sets(confused):
+    ref, query = confused
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        out = dice.tl.transfer_labels(
+            query,
+            ref,
+            labels_key="label",
+            seed=0,
+            copy=True,
+            transfer=TransferSettings(novelty_alpha=None, set_method="credible"),
+            **FAST,
+        )
+    info = out.uns["dice_label_transfer"]
+    n = len(info["classes"])
+    assert list(out.obsm["dice_label_probabilities"].columns) == list(info["classes"])  # no "unassigned"
+    held = info["held_out"]
+    assert held["confusion"].shape == (n, n) and held["set_coverage"].shape == (n,)
+    seen = held["n_cells"] > 0
+    assert np.all(held["set_coverage"][seen] >= held["recall"][seen] - 1e-12)  # a credible set holds the top label
