@@ -101,6 +101,10 @@ for name, query in (("A: held-out human cells", query_a), ("B: mouse cells", que
 pd.DataFrame(rows).T.astype({"cells": int}).round(3)
 
 # %% [markdown]
+# dice warns that the atlas's own held-out cells of two labels, Mk and CD8 T, mostly get another label (CD8 T
+# cells are taken for CD4 T): query cells called CD4 T may be CD8 T. Tutorial 02 shows the per-label report
+# behind this warning (`uns["dice_label_transfer"]["held_out"]`, `dice.pl.label_confusion`).
+#
 # Query B's label accuracy is zero by construction ("Mouse" is not an atlas label); what matters is that
 # almost all mouse cells end up `"unassigned"`, through their novelty score. Note what does *not* flag them:
 # the posterior spread. `dice_uncertainty` measures how noisy a cell's measurement is under the prior, and

@@ -96,9 +96,9 @@ def warn_unreliable_labels(report: dict, classes, *, key: str, stacklevel: int =
     shown = "; ".join(phrases[:5]) + (f"; and {len(phrases) - 5} more" if len(phrases) > 5 else "")
     warnings.warn(
         f"transfer_labels: held-out reference cells, measured as this query is, mostly do not get their own "
-        f"label back for {len(phrases)} label(s): {shown}. Query cells of these labels will mostly be called "
-        f"the other label, with a confidence that is right on average but not for them: read those calls with "
-        f"care. Recall, precision and label-set coverage per label: uns['{key}_label_transfer']['held_out']; "
+        f"label back for {len(phrases)} label(s): {shown}. Query cells of these labels will mostly get another "
+        f"label, with a confidence that is right on average but not for them: read those calls with care. "
+        f"Recall, precision and label-set coverage per label: uns['{key}_label_transfer']['held_out']; "
         f"plot: dice.pl.label_confusion(adata).",
         UnreliableLabelWarning,
         stacklevel=stacklevel + 1,
