@@ -52,8 +52,10 @@ def test_only_labels_mostly_lost_with_enough_cells_are_named():
     assert phrases[0].startswith("'b' (20% of 20 held-out cells right; 80% called 'a')")
     assert unreliable_labels(_report(0.6, 20), ["a", "b"]) == []
     assert unreliable_labels(_report(0.0, MIN_CELLS - 1), ["a", "b"]) == []  # too few cells to tell
-    with pytest.warns(UserWarning, match=r"1 label\(s\): 'b' \(20% .*label_confusion"):
+    with pytest.warns(UserWarning, match=r"measured as this query is, .* 1 label\(s\): 'b' \(20% .*label_confusion"):
         warn_unreliable_labels(_report(0.2, 20), ["a", "b"], key="dice")
+    with pytest.warns(UserWarning, match="cells, at the reference's depth, mostly"):
+        warn_unreliable_labels(_report(0.2, 20), ["a", "b"], key="dice", matched=False)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         warn_unreliable_labels(_report(0.9, 20), ["a", "b"], key="dice")

@@ -88,14 +88,18 @@ def unreliable_labels(report: dict, classes) -> list[str]:
     return phrases
 
 
-def warn_unreliable_labels(report: dict, classes, *, key: str, stacklevel: int = 2) -> None:
-    """Warn, naming them, about the labels the held-out reference cells mostly do not get back."""
+def warn_unreliable_labels(report: dict, classes, *, key: str, matched: bool = True, stacklevel: int = 2) -> None:
+    """Warn, naming them, about the labels the held-out reference cells mostly do not get back.
+
+    ``matched``: the held-out cells were thinned to the query's depth (else they are at the reference's).
+    """
     phrases = unreliable_labels(report, classes)
     if not phrases:
         return
     shown = "; ".join(phrases[:5]) + (f"; and {len(phrases) - 5} more" if len(phrases) > 5 else "")
+    how = "measured as this query is" if matched else "at the reference's depth"
     warnings.warn(
-        f"transfer_labels: held-out reference cells, measured as this query is, mostly do not get their own "
+        f"transfer_labels: held-out reference cells, {how}, mostly do not get their own "
         f"label back for {len(phrases)} label(s): {shown}. Query cells of these labels will mostly get another "
         f"label, with a confidence that is right on average but not for them: read those calls with care. "
         f"Recall, precision and label-set coverage per label: uns['{key}_label_transfer']['held_out']; "

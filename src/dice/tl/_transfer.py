@@ -316,7 +316,7 @@ def transfer_labels(
     )
     best = probabilities[:, :n_classes].argmax(axis=1)
     held_out = label_report(codes[held], cal_p, cal_mask, n_classes)
-    warn_unreliable_labels(held_out, classes, key=key_added, stacklevel=2)
+    warn_unreliable_labels(held_out, classes, key=key_added, matched=matched, stacklevel=2)
 
     target = adata.copy() if copy else adata
     write_outputs(target, key_added, query, store_samples=store_samples)
