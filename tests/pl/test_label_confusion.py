@@ -48,3 +48,18 @@ def test_save_writes_the_file_and_missing_report_says_what_to_run(tmp_path):
     with pytest.raises(DiceInputError, match="transfer_labels"):
         dice.pl.label_confusion(ad.AnnData(np.zeros((2, 2), dtype=np.float32)))
     plt.close("all")
+
+
+def test_truth_draws_the_query_cells_own_labels():
+    a = _transferred([[5, 0, 0], [0, 5, 0], [0, 0, 5]])
+    a = ad.AnnData(np.zeros((6, 2), dtype=np.float32), uns=a.uns)
+    a.obs["annotation"] = ["B", "T_CD8", "T_CD8", "T_CD8", "other", None]
+    a.obs["dice_label"] = ["B", "CD4 T", "CD4 T", "CD8 T", "B", "B"]
+    ax = dice.pl.label_confusion(a, truth="annotation")
+    rows = [t.get_text() for t in ax.get_yticklabels()]
+    assert rows == ["B (1)", "T_CD8 (3)", "other (1)"]  # the unlabelled cell is left out
+    np.testing.assert_allclose(ax.images[0].get_array(), [[1, 0, 0], [0, 2 / 3, 1 / 3], [1, 0, 0]])
+    assert "obs['annotation']" in ax.get_ylabel()
+    with pytest.raises(DiceInputError, match="not a column"):
+        dice.pl.label_confusion(a, truth="cell_type")
+    plt.close("all")
