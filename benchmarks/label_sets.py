@@ -11,10 +11,11 @@ Records, per task, seed and f:
 
 * ``held_out`` rows: each label with at least 10 held-out and 10 query cells, its held-out recall (the
   report in ``uns["dice_label_transfer"]["held_out"]``) beside its recall among the query's cells;
-* ``sets`` rows, for the pooled and the label-conditional sets: coverage (true label in the set), the
-  worst label's and the mean label's coverage (labels with at least 10 query cells), mean set size, the
-  share of singleton sets, and the share of the confidently wrong cells (wrong, confidence > 0.5) whose
-  set holds the true label.
+* ``sets`` rows, for the pooled and the label-conditional sets (each label's own threshold, never above
+  the pooled one; before Dec 7, 11:00 the label's own threshold alone, whose rows are in git): coverage
+  (true label in the set), the worst label's and the mean label's coverage (labels with at least 10
+  query cells), mean set size, the share of singleton sets, and the share of the confidently wrong cells
+  (wrong, confidence > 0.5) whose set holds the true label.
 
 Run (the package's own environment is enough; ``DICE_DATA_DIR`` points at the shared data)::
 

@@ -309,9 +309,10 @@ class TransferSettings(_Settings):
     set_method
         ``"conformal"`` (split-conformal sets calibrated on held-out reference cells: the true label is in
         the set of ``1 - alpha`` of the cells, on average over them), ``"class_conformal"`` (one threshold
-        per label, from its own held-out cells: each label is in the set of ``1 - alpha`` of its own cells,
-        rare labels included; labels with fewer than ``1 / alpha - 1`` held-out cells use the pooled
-        threshold) or ``"credible"`` (the most probable labels up to ``1 - alpha`` of the probability).
+        per label, from its own held-out cells and never above the pooled one: each label is in the set of
+        ``1 - alpha`` of its own cells, rare labels included, and every set contains the pooled one; labels
+        with fewer than ``1 / alpha - 1`` held-out cells use the pooled threshold) or ``"credible"`` (the
+        most probable labels up to ``1 - alpha`` of the probability).
     novelty_alpha, novelty_margin
         Novelty score = distance of a cell's posterior mean to its reference neighbours over the
         ``1 - novelty_alpha`` quantile of held-out reference cells'; above ``novelty_margin`` probability moves

