@@ -36,13 +36,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+# the package's rule for a warning (labels with MIN_CELLS held-out cells or more, recall below MIN_RECALL);
+# MIN_CELLS also sets which labels the coverage and recall rows count
+from dice.tl._label_report import MIN_CELLS, MIN_RECALL
+
 HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE))
 
 RESULTS = HERE / "results" / "label_sets.csv"
 REPORT = HERE / "results" / "label_sets.md"
 FRACTIONS = (1.0, 0.2, 0.05)
-MIN_CELLS = 10
 LABEL = "_sets_label"
 
 
@@ -170,7 +173,7 @@ def report(path: Path = RESULTS, out: Path = REPORT) -> str:
         lines.append(f"| {task} | {f:g} | {rows['seed'].nunique()} | {method} | {cells} |")
     held = df[df["kind"] == "held_out"].copy()
     held["error"] = held["held_out_recall"] - held["query_recall"]
-    held["warned"] = held["held_out_recall"] < 0.5
+    held["warned"] = held["held_out_recall"] < MIN_RECALL
     lines += [
         "",
         "## Does the held-out recall predict the query's? (labels with ≥ 10 cells on both sides)",

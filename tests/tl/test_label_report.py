@@ -89,18 +89,18 @@ def confused():
     return cells[~query].copy(), cells[query].copy()
 
 
-def test_transfer_reports_and_warns_about_an_inseparable_label(confused):
+def _transfer(confused, **transfer):
+    """transfer_labels of the confused query (a copy), with ``TransferSettings(**transfer)``."""
     ref, query = confused
+    return dice.tl.transfer_labels(
+        query, ref, labels_key="label", seed=0, copy=True, transfer=TransferSettings(**transfer), **FAST
+    )
+
+
+def test_transfer_reports_and_warns_about_an_inseparable_label(confused):
+    _, query = confused
     with pytest.warns(UserWarning, match="'0b'"):
-        out = dice.tl.transfer_labels(
-            query,
-            ref,
-            labels_key="label",
-            seed=0,
-            copy=True,
-            transfer=TransferSettings(calibration_fraction=0.4, set_method="class_conformal"),
-            **FAST,
-        )
+        out = _transfer(confused, calibration_fraction=0.4, set_method="class_conformal")
     info = out.uns["dice_label_transfer"]
     classes = list(info["classes"])
     held = info["held_out"]
@@ -120,10 +120,9 @@ def test_transfer_reports_and_warns_about_an_inseparable_label(confused):
 
 
 def test_held_out_report_survives_h5ad(confused, tmp_path):
-    ref, query = confused
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        out = dice.tl.transfer_labels(query, ref, labels_key="label", seed=0, copy=True, **FAST)
+        out = _transfer(confused)
     path = tmp_path / "q.h5ad"
     out.write_h5ad(path)
     back = ad.read_h5ad(path)
@@ -136,18 +135,9 @@ def test_held_out_report_survives_h5ad(confused, tmp_path):
 
 
 def test_report_without_novelty_and_with_credible_sets(confused):
-    ref, query = confused
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
-        out = dice.tl.transfer_labels(
-            query,
-            ref,
-            labels_key="label",
-            seed=0,
-            copy=True,
-            transfer=TransferSettings(novelty_alpha=None, set_method="credible"),
-            **FAST,
-        )
+        out = _transfer(confused, novelty_alpha=None, set_method="credible")
     info = out.uns["dice_label_transfer"]
     n = len(info["classes"])
     assert list(out.obsm["dice_label_probabilities"].columns) == list(info["classes"])  # no "unassigned"

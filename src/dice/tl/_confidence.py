@@ -58,9 +58,14 @@ def conformal_threshold(true_probabilities: np.ndarray, alpha: float) -> float:
     A label with most of the probability always belongs to the set: without errors among the calibration
     cells the threshold is ~1, and any shift would empty every set. Lowering it keeps coverage >= 1 - alpha.
     """
-    rank = int(np.floor(alpha * (len(true_probabilities) + 1)))
+    rank = _conformal_rank(len(true_probabilities), alpha)
     threshold = float(np.sort(true_probabilities)[rank - 1]) if rank >= 1 else 0.0
     return min(threshold, 0.5)
+
+
+def _conformal_rank(n_cells: int, alpha: float) -> int:
+    """Rank of the split-conformal threshold among ``n_cells`` sorted calibration scores (0: none fits)."""
+    return int(np.floor(alpha * (n_cells + 1)))
 
 
 def class_thresholds(true_p: np.ndarray, codes: np.ndarray, n_classes: int, alpha: float, pooled: float):
@@ -78,7 +83,7 @@ def class_thresholds(true_p: np.ndarray, codes: np.ndarray, n_classes: int, alph
     out = np.full(n_classes, pooled)
     for c in range(n_classes):
         own = true_p[codes == c]
-        if np.floor(alpha * (len(own) + 1)) >= 1:
+        if _conformal_rank(len(own), alpha) >= 1:
             out[c] = min(conformal_threshold(own, alpha), pooled)
     return out
 
