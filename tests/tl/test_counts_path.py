@@ -202,9 +202,10 @@ def test_save_load_identical(data, model, tmp_path):
     _, counts, labels = data
     model.save(tmp_path / "m")
     loaded = dice.models.DicePrior.load(tmp_path / "m", device="cpu")
-    for name in ("gene_scale", "dispersion", "prior_var"):
+    for name in ("gene_scale", "dispersion", "prior_var", "start"):
         np.testing.assert_array_equal(getattr(loaded.count_reference, name), getattr(model.count_reference, name))
     assert loaded.count_reference.floor == model.count_reference.floor
+    assert loaded.count_reference.start_log_depth == model.count_reference.start_log_depth
     assert loaded.config["prior_latents"] == "counts_posterior_draw"
     assert loaded.config["reference_depth"] == model.config["reference_depth"]
     query = _adata(_thin(counts, 0.6, seed=5), labels)
@@ -245,6 +246,18 @@ def test_ambient_fraction_travels_with_the_model(data, tmp_path):
     assert before.ambient is None and before.ambient_fraction == 0.0
     with pytest.raises(DiceModelError, match="count reference"):
         _load_count_reference({"count_reference": {**floats, "ambient_fraction": 0.1}}, tensors, names, N_GENES, 5, "c")
+    # a model saved before the start map loads without it (its solves start from the projection); a map without
+    # its depth range, or of another k, is refused
+    assert before.start is None and before.start_log_depth is None
+    start = {"count.start": torch.as_tensor(plain.count_reference.start)}
+    depths = {**floats, "start_log_depth": list(plain.count_reference.start_log_depth)}
+    loaded = _load_count_reference({"count_reference": depths}, {**tensors, **start}, names, N_GENES, 5, "c")
+    np.testing.assert_array_equal(loaded.start, plain.count_reference.start)
+    with pytest.raises(DiceModelError, match="count reference"):
+        _load_count_reference({"count_reference": floats}, {**tensors, **start}, names, N_GENES, 5, "c")
+    short = {"count.start": torch.as_tensor(plain.count_reference.start[:-1])}
+    with pytest.raises(DiceModelError, match="count reference"):
+        _load_count_reference({"count_reference": depths}, {**tensors, **short}, names, N_GENES, 5, "c")
     with pytest.raises(DiceInputError, match="ambient_fraction"):
         TrainSettings(ambient_fraction=1.0)
     with pytest.raises(DiceInputError, match="ambient_fraction"):

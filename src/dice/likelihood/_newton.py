@@ -10,11 +10,13 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
+from ._start import start_point
+
 __all__ = ["cholesky", "decoded_rates", "dense", "log_projection", "newton_modes", "solve_lower"]
 
 #: A cell whose next Newton step, estimated from its last information, would gain less than this many
 #: ``tol`` takes that step unchecked and stops (the step is then tiny and the quadratic model exact enough).
-FREE_STEP_GAIN = 3.0
+FREE_STEP_GAIN = 10.0
 MAX_LOG1P = 12.0  # decoded log1p expression is capped here (1.6e5 per 1e4 counts: far beyond any real gene)
 
 
@@ -88,7 +90,8 @@ def solve_lower(lower: np.ndarray, rhs: np.ndarray, *, transpose: bool = False) 
             known, done = lower[:, i + 1 :, i], out[:, i + 1 :]
         else:
             known, done = lower[:, i, :i], out[:, :i]
-        acc = np.einsum("cj,cj...->c...", known, done)
+        # a batched (1 x i) @ (i x m) product for a matrix right-hand side (1.5x faster than einsum there)
+        acc = np.einsum("cj,cj->c", known, done) if rhs.ndim == 2 else np.matmul(known[:, None, :], done)[:, 0]
         out[:, i] = (rhs[:, i] - acc) / (lower[:, i, i] if rhs.ndim == 2 else lower[:, i, i, None])
     return out
 
@@ -205,8 +208,8 @@ def newton_modes(counts, present, embedding, ref, n_iter, u0, tol=1e-3, informat
     tri_position = np.empty((k, k), dtype=np.intp)  # where each entry of the k x k matrix sits in the triangle
     tri_position[tri_rows, tri_cols] = tri_position[tri_cols, tri_rows] = np.arange(tri_rows.size)
     tri_position = tri_position.ravel()
-    if u0 is None:  # start from the log-normalised projection: close to the mode for deep cells
-        u0 = log_projection(counts, depth, mean, std, loadings, embedding.max_value)
+    if u0 is None:  # the log-normalised projection, moved by the reference's start map (dice.likelihood._start)
+        u0 = start_point(log_projection(counts, depth, mean, std, loadings, embedding.max_value), depth, ref)
     u = np.array(u0, dtype=np.float64)
     everyone = np.arange(n_cells)
     terms = decode(u, everyone)
@@ -244,7 +247,7 @@ def newton_modes(counts, present, embedding, ref, n_iter, u0, tol=1e-3, informat
         parts = _put(parts, active, moved)
         stale[active] = False
         # the next step's gain, estimated with this step's information: a cell whose next step would gain
-        # less than ``3 tol`` takes that step without a line search or a new information, and stops
+        # less than ``FREE_STEP_GAIN tol`` takes that step without a line search or a new information, and stops
         ahead = solve_lower(lower, grad[active])
         going = 0.5 * np.sum(ahead * ahead, axis=1) > FREE_STEP_GAIN * tol
         last = active[~going]

@@ -27,7 +27,7 @@ FORMAT_VERSION = _io.FORMAT_VERSION  # 2: atomic writes, checksums and a tensor 
 CONFIG_FILE = _io.CONFIG_FILE
 WEIGHTS_FILE = _io.WEIGHTS_FILE
 COUNT_ARRAYS = ("gene_scale", "dispersion", "prior_var")  # CountReference fields saved as ``count.*`` tensors
-COUNT_OPTIONAL = ("ambient",)  # CountReference arrays absent from models saved before they existed
+COUNT_OPTIONAL = ("ambient", "start")  # CountReference arrays absent from models saved before they existed
 COUNT_KEY = "count_reference"  # its floats in the config
 
 logger = logging.getLogger("dice")
@@ -329,6 +329,8 @@ class DicePrior:
                 "min_rate": float(ref.min_rate),
                 "ambient_fraction": float(ref.ambient_fraction),
             }
+            if ref.start_log_depth is not None:
+                config[COUNT_KEY]["start_log_depth"] = [float(v) for v in ref.start_log_depth]
         clash = sorted(set(config) & set(self.config))
         if clash:
             raise ValueError(f"model config keys {clash} collide with the embedding's fields")
@@ -428,6 +430,11 @@ def _load_count_reference(config, tensors, names, n_genes, k, config_path) -> Co
     fraction = floats.get("ambient_fraction", 0.0) if isinstance(floats, dict) else 0.0
     ok = ok and (ambient is None or tuple(ambient.shape) == (n_genes,))
     ok = ok and isinstance(fraction, int | float) and 0 <= fraction < 1 and (ambient is not None or fraction == 0)
+    start = tensors.get("count.start")
+    start_log_depth = floats.get("start_log_depth") if isinstance(floats, dict) else None
+    if start is not None:  # the start map needs its depth range, and fits the model's k
+        ok = ok and tuple(start.shape) == (2 * k + 2, k) and isinstance(start_log_depth, list)
+        ok = ok and len(start_log_depth) == 2 and all(isinstance(v, int | float) for v in start_log_depth)
     if not ok:
         raise DiceModelError(
             f"{config_path}: the count reference is incomplete or does not match the model's genes and k "
@@ -439,4 +446,6 @@ def _load_count_reference(config, tensors, names, n_genes, k, config_path) -> Co
         min_rate=float(floats["min_rate"]),
         ambient=None if ambient is None else ambient.numpy().astype(np.float64),
         ambient_fraction=float(fraction),
+        start=None if start is None else start.numpy().astype(np.float64),
+        start_log_depth=None if start is None else tuple(float(v) for v in start_log_depth),
     )

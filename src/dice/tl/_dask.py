@@ -83,7 +83,9 @@ def on_dask(inputs: MeasurementInputs) -> bool:
 def _measure_chunk(plan: _Plan, values, counts) -> _Measured:
     """Task of the first pass: one chunk's measurement (``values``: its rows; ``counts``: its raw counts)."""
     matrix = values if plan.target_sum is None else LogNormalized(values, plan.target_sum)
-    scores, factors, pca, summary = measure_values(plan.likelihood, plan.alignment, matrix)
+    scores, factors, pca, summary = measure_values(
+        plan.likelihood, plan.alignment, matrix, gaussian=not plan.use_counts
+    )
     cells = CellMeasurements(scores, factors, pca, plan.likelihood, plan.settings.noise_var)
     error = None
     if plan.use_counts:

@@ -51,8 +51,8 @@ COUNT_LIKELIHOOD = (
 class CellMeasurements:
     """One pass over a dataset: each cell's measurement ingredients and its plain projection ``V^T x``."""
 
-    scores: np.ndarray
-    factors: np.ndarray
+    scores: np.ndarray | None  # the Gaussian measurement's (None when the count likelihood replaces it)
+    factors: np.ndarray | None
     pca: np.ndarray
     likelihood: GaussianLikelihood
     noise_rule: str | float
@@ -250,19 +250,22 @@ def gaussian_kind(settings: PosteriorSettings, use_counts: bool) -> str:
     return "gene_weighted" if use_counts and settings.likelihood == "counts" else _likelihood_kind(settings)
 
 
-def measure_values(likelihood: GaussianLikelihood, alignment, matrix, *, rows=None, block_size=None, progress=False):
+def measure_values(
+    likelihood: GaussianLikelihood, alignment, matrix, *, rows=None, block_size=None, progress=False, gaussian=True
+):
     """The Gaussian measurement of log-normalised cells, block by block: ``(scores, factors, pca, summary)``.
 
-    ``summary`` (:class:`dice._validation.ValueSummary`) has seen every value; the caller checks it.
+    ``summary`` (:class:`dice._validation.ValueSummary`) has seen every value; the caller checks it. With
+    ``gaussian=False`` (the count likelihood measures the cells instead) only ``pca`` and ``summary`` are
+    computed, and ``scores`` and ``factors`` are ``None``.
     """
     from tqdm.auto import tqdm
 
     embedding = likelihood.embedding
     loadings = embedding.loadings[alignment.present].astype(np.float64)
     n_cells = int(matrix.shape[0]) if rows is None else len(rows)
-    scores = np.empty((n_cells, embedding.n_comps), dtype=np.float32)
-    pca = np.empty_like(scores)
-    factors = np.empty(n_cells)
+    pca = np.empty((n_cells, embedding.n_comps), dtype=np.float32)
+    scores, factors = (np.empty_like(pca), np.empty(n_cells)) if gaussian else (None, None)
     summary = ValueSummary()
     block_size = block_size or block_size_for(alignment.n_shared)
     with tqdm(total=n_cells, desc="measuring cells", unit="cells", disable=not progress, mininterval=1.0) as bar:
@@ -270,7 +273,10 @@ def measure_values(likelihood: GaussianLikelihood, alignment, matrix, *, rows=No
             values = alignment.take(block.values)
             summary.update(values)
             standardised = embedding.standardize(values, genes=alignment.present)
-            scores[block.start : block.stop], factors[block.start : block.stop] = likelihood.measure_block(standardised)
+            if gaussian:
+                scores[block.start : block.stop], factors[block.start : block.stop] = likelihood.measure_block(
+                    standardised
+                )
             pca[block.start : block.stop] = standardised.astype(np.float64) @ loadings
             bar.update(block.n_cells)
     return scores, factors, pca, summary
@@ -304,7 +310,7 @@ def measure_cells(
     use_counts = counts is not None and count_reference is not None
     likelihood = GaussianLikelihood(embedding, gaussian_kind(settings, use_counts), alignment.present)
     scores, factors, pca, summary = measure_values(
-        likelihood, alignment, matrix, rows=rows, block_size=block_size, progress=progress
+        likelihood, alignment, matrix, rows=rows, block_size=block_size, progress=progress, gaussian=not use_counts
     )
     summary.check(expect="log-normalised", what=what, layer=layer)
     if not use_counts:
