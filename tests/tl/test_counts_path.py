@@ -246,22 +246,46 @@ def test_ambient_fraction_travels_with_the_model(data, tmp_path):
     assert before.ambient is None and before.ambient_fraction == 0.0
     with pytest.raises(DiceModelError, match="count reference"):
         _load_count_reference({"count_reference": {**floats, "ambient_fraction": 0.1}}, tensors, names, N_GENES, 5, "c")
-    # a model saved before the start map loads without it (its solves start from the projection); a map without
-    # its depth range, or of another k, is refused
-    assert before.start is None and before.start_log_depth is None
-    start = {"count.start": torch.as_tensor(plain.count_reference.start)}
-    depths = {**floats, "start_log_depth": list(plain.count_reference.start_log_depth)}
-    loaded = _load_count_reference({"count_reference": depths}, {**tensors, **start}, names, N_GENES, 5, "c")
-    np.testing.assert_array_equal(loaded.start, plain.count_reference.start)
-    with pytest.raises(DiceModelError, match="count reference"):
-        _load_count_reference({"count_reference": floats}, {**tensors, **start}, names, N_GENES, 5, "c")
-    short = {"count.start": torch.as_tensor(plain.count_reference.start[:-1])}
-    with pytest.raises(DiceModelError, match="count reference"):
-        _load_count_reference({"count_reference": depths}, {**tensors, **short}, names, N_GENES, 5, "c")
     with pytest.raises(DiceInputError, match="ambient_fraction"):
         TrainSettings(ambient_fraction=1.0)
     with pytest.raises(DiceInputError, match="ambient_fraction"):
         TrainSettings(ambient_fraction=-0.1)
+
+
+def test_start_map_travels_with_the_model(data, model):
+    """The count solve's start map is fitted in training and checked on load: a model saved before it existed
+    loads without it (its solves start from the projection, and still work); a map without its depth range,
+    or of the wrong shape, is refused."""
+    import torch
+
+    from dice._validation import DiceModelError
+    from dice.models._prior import COUNT_ARRAYS, _load_count_reference
+
+    ref = model.count_reference
+    assert ref.start.shape == (2 * 5 + 2, 5) and ref.start_log_depth[0] < ref.start_log_depth[1]
+    names = {f"count.{n}" for n in COUNT_ARRAYS}
+    tensors = {f"count.{n}": torch.as_tensor(getattr(ref, n)) for n in COUNT_ARRAYS}
+    floats = {"floor": 0.05, "min_rate": 0.1}
+    before = _load_count_reference({"count_reference": floats}, tensors, names, N_GENES, 5, "c")
+    assert before.start is None and before.start_log_depth is None
+    _, counts, labels = data
+    old = dice.models.DicePrior(
+        model.embedding, model.network, model.schedule, model.latent_scale, model.config, count_reference=before
+    )
+    query = _adata(_thin(counts, 0.6, seed=2), labels)
+    a = dice.tl.denoise(query, model, settings=SETTINGS, seed=0, progress=False, copy=True)
+    b = dice.tl.denoise(query, old, settings=SETTINGS, seed=0, progress=False, copy=True)
+    scale = np.sqrt(np.median(a.obs["dice_noise_sd"] ** 2))
+    assert np.median(np.linalg.norm(a.obsm["X_dice"] - b.obsm["X_dice"], axis=1)) < 0.05 * scale
+    start = {"count.start": torch.as_tensor(ref.start)}
+    depths = {**floats, "start_log_depth": list(ref.start_log_depth)}
+    loaded = _load_count_reference({"count_reference": depths}, {**tensors, **start}, names, N_GENES, 5, "c")
+    np.testing.assert_array_equal(loaded.start, ref.start)
+    with pytest.raises(DiceModelError, match="count reference"):
+        _load_count_reference({"count_reference": floats}, {**tensors, **start}, names, N_GENES, 5, "c")
+    short = {"count.start": torch.as_tensor(ref.start[:-1])}
+    with pytest.raises(DiceModelError, match="count reference"):
+        _load_count_reference({"count_reference": depths}, {**tensors, **short}, names, N_GENES, 5, "c")
 
 
 def test_count_dispersion_setting_reaches_the_model(data, model, tmp_path):

@@ -5,8 +5,8 @@ five full steps, because that projection is biased in a systematic way: ``log1p(
 cell is not the decoded log1p scale the count model works on, and the bias grows as depth falls (6-8
 posterior standard deviations from the mode on CBMC). Most of that bias is linear in the projection and in
 log depth, so a map fitted once on the reference's own modes, at its depth and thinned to lower depths,
-starts each cell within 1.5-3.5 posterior sd instead; every cell still converges to a mode of its own
-likelihood, in fewer steps.
+starts each cell within 1.5-3.5 posterior sd instead (BENCHMARKS.md section 1); every cell still converges
+to a mode of its own likelihood, in fewer steps.
 """
 
 from __future__ import annotations
