@@ -264,7 +264,7 @@ plt.show()
 
 # %% [markdown]
 # The held-out report of the last, 5 % query shows which distinction goes first as the depth falls: the
-# reference's own T_CD8 cells, thinned to this depth, get their label back less often (61 %; 29 % are
+# reference's own T_CD8 cells, thinned to this depth, get their label back less often (63 %; 27 % are
 # called T_CD4), while B cells, MNP and T_CD4 stay near 100 %. A T_CD8 call on such a shallow query
 # deserves less trust than the others. No label falls below one half, so dice does not warn here.
 
