@@ -38,6 +38,7 @@ import pandas as pd
 
 # the package's rule for a warning (labels with MIN_CELLS held-out cells or more, recall below MIN_RECALL);
 # MIN_CELLS also sets which labels the coverage and recall rows count
+from dice.tl._confidence import label_sets  # the package's threshold sets, float ties included
 from dice.tl._label_report import MIN_CELLS, MIN_RECALL
 
 HERE = Path(__file__).parent
@@ -52,7 +53,8 @@ LABEL = "_sets_label"
 def set_metrics(probabilities: np.ndarray, thresholds: np.ndarray, codes: np.ndarray, confident_wrong) -> dict:
     """Coverage and size of threshold label sets (``probabilities >= thresholds``, one threshold per label)
     for cells with true label ``codes`` (-1: a label the reference lacks, left out of the coverage)."""
-    mask = probabilities >= np.asarray(thresholds)[None, :] - 1e-9
+    thresholds = np.asarray(thresholds)
+    mask = label_sets(probabilities, thresholds, len(thresholds), "class_conformal", alpha=0.0)  # alpha: unused
     known = codes >= 0
     covered = mask[np.flatnonzero(known), codes[known]]
     per_label = [covered[codes[known] == c].mean() for c in np.unique(codes[known]) if (codes == c).sum() >= MIN_CELLS]

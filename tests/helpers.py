@@ -2,8 +2,25 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import anndata as ad
 import numpy as np
+
+
+def toy_embedding(rng: np.random.Generator, n_genes: int, k: int) -> SimpleNamespace:
+    """An embedding-like object for the count likelihood's tests (it reads only these fields): orthonormal
+    loadings, then per-gene means and sds drawn from ``rng`` in that order."""
+    loadings, _ = np.linalg.qr(rng.normal(size=(n_genes, k)))
+    return SimpleNamespace(
+        mean=rng.uniform(0.3, 2.5, n_genes),
+        std=rng.uniform(0.3, 0.8, n_genes),
+        loadings=loadings,
+        max_value=10.0,
+        singular_values=np.full(k, 10.0),
+        n_genes=n_genes,
+        n_comps=k,
+    )
 
 
 def make_clusters(

@@ -2,32 +2,21 @@
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 import numpy as np
 import pytest
 
 from dice.likelihood._counts import CountReference, count_measurement, fit_count_reference
 from dice.likelihood._dispersion import local_dispersion
 from dice.likelihood._newton import decoded_rates
+from helpers import toy_embedding
 
 N_GENES, K = 80, 2
 
 
 @pytest.fixture(scope="module")
 def toy():
-    """An embedding-like object (the module reads only these fields) with orthonormal loadings."""
-    rng = np.random.default_rng(0)
-    loadings, _ = np.linalg.qr(rng.normal(size=(N_GENES, K)))
-    return SimpleNamespace(
-        mean=rng.uniform(0.3, 2.5, N_GENES),
-        std=rng.uniform(0.3, 0.8, N_GENES),
-        loadings=loadings,
-        max_value=10.0,
-        singular_values=np.full(K, 10.0),
-        n_genes=N_GENES,
-        n_comps=K,
-    )
+    """An embedding-like object with orthonormal loadings (:func:`helpers.toy_embedding`)."""
+    return toy_embedding(np.random.default_rng(0), N_GENES, K)
 
 
 def _flat(prior_var: float = 1e8) -> CountReference:

@@ -4,23 +4,21 @@ without ambient RNA."""
 from __future__ import annotations
 
 import dataclasses
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
 from dice.likelihood._counts import CountReference
 from dice.likelihood._newton import decoded_rates, newton_modes
+from helpers import toy_embedding
 
 N_GENES, K = 60, 5
 
 
 def _problem(seed=0, n_cells=40):
     rng = np.random.default_rng(seed)
-    loadings, _ = np.linalg.qr(rng.normal(size=(N_GENES, K)))
-    embedding = SimpleNamespace(
-        mean=rng.uniform(0.3, 2.5, N_GENES), std=rng.uniform(0.3, 0.8, N_GENES), loadings=loadings, max_value=10.0
-    )
+    embedding = toy_embedding(rng, N_GENES, K)
+    loadings = embedding.loadings
     ref = CountReference(rng.normal(0, 0.2, N_GENES), rng.uniform(0, 0.3, N_GENES), np.full(K, 4.0))
     u = rng.normal(0, 1.5, (n_cells, K))
     rate, _ = decoded_rates(u, embedding.mean, embedding.std, loadings, np.exp(ref.gene_scale), ref.floor, ref.min_rate)

@@ -75,9 +75,8 @@ def class_thresholds(true_p: np.ndarray, codes: np.ndarray, n_classes: int, alph
     ``1 - alpha`` of its own cells, a rare label that the classifier confuses with a common one included
     (the pooled threshold guarantees this only on average over the cells, which a rare label hardly moves).
     Taking the lower of it and the pooled one makes the sets contain the pooled sets: a label whose own
-    threshold rests on a few cells cannot lose the pooled coverage (measured: on worm at 5 % depth the
-    label's own thresholds alone covered 0.891 of the cells against the pooled 0.909; with the lower of the
-    two, 0.938). A label with fewer than ``1 / alpha - 1`` held-out cells cannot set its own (it would be
+    threshold rests on a few cells cannot lose the pooled coverage (BENCHMARKS.md section 5 measures both
+    versions). A label with fewer than ``1 / alpha - 1`` held-out cells cannot set its own (it would be
     0, the label in every set) and takes the ``pooled`` one.
     """
     out = np.full(n_classes, pooled)
