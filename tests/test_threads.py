@@ -1,4 +1,4 @@
-"""dice._threads: ordered results, errors raised, BLAS pinned while the blocks run, the memory cap."""
+"""dice._threads: ordered results, errors raised, BLAS and torch pinned while the blocks run, the memory cap."""
 
 from __future__ import annotations
 
@@ -70,3 +70,18 @@ def test_overlapping_callers_restore_the_original_limits():
         assert set(_blas_limits()) <= {1}
         second.__exit__(None, None, None)
         assert _blas_limits() == before
+
+
+def test_torch_is_pinned_inside_and_restored_after():
+    """Torch runs at one thread in the blocks (its batched solves would otherwise start a team per call and
+    two blocks side by side oversubscribe the cores), and the caller's torch setting comes back after."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        seen = map_in_threads(lambda start: torch.get_num_threads(), range(4), n_threads=2)
+        assert seen == [1, 1, 1, 1]
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)

@@ -1,7 +1,7 @@
 """Threads for block-wise numpy work that is mostly element-wise (numpy runs it on one core per thread).
 
-BLAS is pinned to one thread while the blocks run, so the threads do not oversubscribe the cores and each
-block's arithmetic is the same whatever the number of threads (the results do not depend on it).
+BLAS and torch are pinned to one thread while the blocks run, so the threads do not oversubscribe the cores
+and each block's arithmetic is the same whatever the number of threads (the results do not depend on it).
 """
 
 from __future__ import annotations
@@ -30,21 +30,27 @@ def blas_threads() -> int:
 
 
 _pin_lock = threading.Lock()
-_pin_state: dict = {"depth": 0, "limiter": None}
+_pin_state: dict = {"depth": 0, "limiter": None, "torch_threads": None}
 
 
 @contextmanager
 def pinned_blas() -> Iterator[None]:
-    """BLAS at one thread while any caller is inside; the original limits come back when the last leaves.
+    """BLAS and torch at one thread while any caller is inside; the original limits come back when the last
+    leaves.
 
+    Torch too: its batched triangular solves (:func:`dice.likelihood._newton.solve_lower`) would otherwise
+    each start a team of threads per call, and two blocks solved side by side on two cores then ran 4x slower.
     Callers may overlap (e.g. Dask tasks in the threaded scheduler): a plain ``threadpool_limits`` per
     caller would restore the limit it saw on entry, which may be another caller's 1, for good.
     """
+    import torch
     from threadpoolctl import threadpool_limits
 
     with _pin_lock:
         if _pin_state["depth"] == 0:
             _pin_state["limiter"] = threadpool_limits(limits=1, user_api="blas")
+            _pin_state["torch_threads"] = torch.get_num_threads()
+            torch.set_num_threads(1)
         _pin_state["depth"] += 1
     try:
         yield
@@ -53,7 +59,8 @@ def pinned_blas() -> Iterator[None]:
             _pin_state["depth"] -= 1
             if _pin_state["depth"] == 0:
                 _pin_state["limiter"].restore_original_limits()
-                _pin_state["limiter"] = None
+                torch.set_num_threads(_pin_state["torch_threads"])
+                _pin_state["limiter"] = _pin_state["torch_threads"] = None
 
 
 def map_in_threads(

@@ -52,11 +52,19 @@ def test_information_and_mode_match_a_direct_computation(ambient_fraction):
     ambient = np.random.default_rng(1).dirichlet(np.ones(N_GENES))
     ref = dataclasses.replace(ref, ambient=ambient, ambient_fraction=ambient_fraction)
     present = np.ones(N_GENES, dtype=bool)
-    u, info = newton_modes(counts, present, embedding, ref, 20, None)
-    grad, direct = _direct(embedding, ref, counts, u)
+    # the information comes from the point before the last, unchecked step: with a tight tolerance that
+    # step vanishes and the information is the direct one at the mode, up to single-precision sums
+    u, info = newton_modes(counts, present, embedding, ref, 30, None, tol=1e-9)
+    _, direct = _direct(embedding, ref, counts, u)
     scale = np.linalg.norm(direct, axis=(1, 2))
     assert np.max(np.linalg.norm(info - direct, axis=(1, 2)) / scale) < 1e-4
-    np.testing.assert_allclose(info, np.swapaxes(info, 1, 2))  # the triangle gathered back symmetrically
+    np.testing.assert_allclose(info, np.swapaxes(info, 1, 2))  # the triangle filled in symmetrically
+    # at the default tolerance it is within a small step of the mode: close, not exact
+    u, info = newton_modes(counts, present, embedding, ref, 20, None)
+    grad, direct = _direct(embedding, ref, counts, u)
+    error = np.linalg.norm(info - direct, axis=(1, 2)) / np.linalg.norm(direct, axis=(1, 2))
+    assert np.max(error) < 0.02
+    assert np.median(error) < 2e-3
     # at the mode the Newton decrement (the gain still to come) is far below the stopping tolerance
     posterior = direct + np.diag(1.0 / ref.prior_var)[None]
     decrement = 0.5 * np.einsum("ci,ci->c", grad, np.linalg.solve(posterior, grad[..., None])[..., 0])

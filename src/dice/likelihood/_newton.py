@@ -16,7 +16,7 @@ __all__ = ["cholesky", "decoded_rates", "dense", "log_projection", "newton_modes
 
 #: A cell whose next Newton step, estimated from its last information, would gain less than this many
 #: ``tol`` takes that step unchecked and stops (the step is then tiny and the quadratic model exact enough).
-FREE_STEP_GAIN = 10.0
+FREE_STEP_GAIN = 3.0
 MAX_LOG1P = 12.0  # decoded log1p expression is capped here (1.6e5 per 1e4 counts: far beyond any real gene)
 
 
@@ -81,53 +81,43 @@ def cholesky(matrices: np.ndarray) -> np.ndarray:
 
 def solve_lower(lower: np.ndarray, rhs: np.ndarray, *, transpose: bool = False) -> np.ndarray:
     """``L x = b`` (or ``L^T x = b``) for a batch of lower-triangular ``L`` (cells x k x k); ``b`` is cells x k
-    or cells x k x m. Substitution vectorised over cells: k small steps, far cheaper than k x k inverses."""
-    k = lower.shape[1]
-    out = np.empty(rhs.shape)
-    order = range(k - 1, -1, -1) if transpose else range(k)
-    for i in order:
-        if transpose:  # row i of L^T is column i of L below the diagonal
-            known, done = lower[:, i + 1 :, i], out[:, i + 1 :]
-        else:
-            known, done = lower[:, i, :i], out[:, :i]
-        # a batched (1 x i) @ (i x m) product for a matrix right-hand side (1.5x faster than einsum there)
-        acc = np.einsum("cj,cj->c", known, done) if rhs.ndim == 2 else np.matmul(known[:, None, :], done)[:, 0]
-        out[:, i] = (rhs[:, i] - acc) / (lower[:, i, i] if rhs.ndim == 2 else lower[:, i, i, None])
-    return out
+    or cells x k x m. One batched triangular solve in torch (a loop of k numpy substitution steps held the GIL
+    and cost 4x as much); only the lower triangle of ``L`` is read, in double precision."""
+    import torch
+
+    def tensor(array):  # torch shares numpy's memory, but only of a writable array
+        return torch.from_numpy(np.require(array, dtype=np.float64, requirements=("W",)))
+
+    matrix = tensor(lower)
+    vector = rhs.ndim == 2
+    right = tensor(rhs[..., None] if vector else rhs)
+    if transpose:
+        out = torch.linalg.solve_triangular(matrix.mT, right, upper=True)
+    else:
+        out = torch.linalg.solve_triangular(matrix, right, upper=False)
+    out = out.numpy()
+    return out[..., 0] if vector else out
 
 
-def _at(values, rows: np.ndarray):
-    """``values[rows]`` (an array or a tuple of arrays); no copy when ``rows`` are all of them, in order
-    (the sorted subsets of ``arange(n)`` used here are that exactly when they have ``n`` entries)."""
-    if isinstance(values, tuple):
-        return values if rows.size == values[0].shape[0] else tuple(v[rows] for v in values)
-    return values if rows.size == values.shape[0] else values[rows]
-
-
-def _put(wholes: tuple, rows: np.ndarray, parts: tuple) -> tuple:
-    """``wholes`` with ``parts`` written into ``rows``; ``parts`` themselves when ``rows`` are all of them
-    (the sorted subsets of ``arange(n)`` used here), which saves the copies of the first iterations."""
-    if rows.size == wholes[0].shape[0]:
-        return tuple(parts)
-    for whole, part in zip(wholes, parts, strict=True):
-        whole[rows] = part
-    return wholes
+def _rows(values: tuple, rows: np.ndarray) -> tuple:
+    """Each array of ``values`` at ``rows``: how the working arrays shrink to the cells still moving."""
+    return tuple(v[rows] for v in values)
 
 
 def newton_modes(counts, present, embedding, ref, n_iter, u0, tol=1e-3, information_at_mode=True):
     """Newton ascent of the penalised count log-likelihood for one block; returns the mode ``uhat`` and ``H``.
 
-    Each iteration decodes, scores and computes the Fisher information of the cells still moving once
-    (the decode of an accepted step is kept for the next iteration); a step that does not raise the
-    objective is halved along the same direction, so no cell needs a second solve. A frozen information
-    (one solve, many cheap steps) was measured and rejected: it needed every iteration to converge and
-    lost accuracy on 5 %-depth cells. A cell stops when its step gained less than ``tol`` (unless that step
-    gained less than half of what the quadratic model predicted, e.g. it crossed the mode: the cell goes
-    on), when the Newton decrement itself is below ``tol``, or when the
-    next step, estimated from the new gradient and the last information (one triangular solve), would
-    gain less than ``FREE_STEP_GAIN * tol``: it then takes that step unchecked (two triangular solves and
-    a decode, no line search or new information) and stops. ``H`` is the information at the mode
-    (skipped when ``information_at_mode`` is false: the reference fit needs only the mode).
+    Each iteration computes, for the cells still moving, the Fisher information at the current point and
+    the Newton step with its decrement (the gain the quadratic model predicts). A cell whose decrement is
+    below ``FREE_STEP_GAIN * tol`` takes that step unchecked (no line search, decode or new information:
+    the step is tiny and the quadratic model exact enough) and stops, and the information just computed
+    is its ``H``, at most a tiny step from the mode. The others step with a line search: a step that
+    does not raise the objective is halved along the same direction, so no cell needs a second solve.
+    The working arrays (counts, decoded rates, score parts) hold only the cells still moving, so no
+    iteration gathers or scatters the cells that stopped. A frozen information (one solve, many cheap
+    steps) was measured and rejected: it needed every iteration to converge and lost accuracy on
+    5 %-depth cells. Cells still moving after ``n_iter`` steps get ``H`` at their last point.
+    ``information_at_mode=False`` (the reference fit needs only the mode) returns ``None`` for ``H``.
     """
     dtype = np.float32  # cells x genes arithmetic in single precision (2x faster); sums and solves in double
     loadings = embedding.loadings.astype(dtype)[present]
@@ -148,45 +138,46 @@ def newton_modes(counts, present, embedding, ref, n_iter, u0, tol=1e-3, informat
         ambient = (ambient * rho).astype(dtype)  # each cell's ambient expected counts per unit depth
 
     # in place, as in decoded_rates: fresh cells x genes temporaries cost as much as the arithmetic
-    def decode(u, rows):
+    def decode(u, cell_depth):
         """``(slope, total, lambda)``, plus ``lambda_cell`` with ambient RNA: ``lambda`` the expected counts,
         ``terms[-1]`` the cell's own part of them (the ambient part does not move with ``u``)."""
         rate, slope = decoded_rates(u, mean, std, loadings, scale, floor, min_rate)
-        total = rate.sum(axis=1, keepdims=True)
-        cell_depth = _at(depth, rows)
-        rate *= cell_depth if ambient is None else cell_depth * (1.0 - rho)
-        rate /= total
+        total = rate @ ones  # a row sum as a matrix-vector product: 4x faster than numpy's sum over rows
+        rate *= (cell_depth if ambient is None else cell_depth * (1.0 - rho)) / total
         if ambient is None:
             return slope, total, rate
         return slope, total, rate + cell_depth * ambient, rate
 
-    def objective(u, lam, rows):
+    def objective(u, lam, data):
+        cell_counts, cell_shifted = data[:2]
         nb = alpha * lam
         np.log1p(nb, out=nb)
-        nb *= _at(shifted, rows)  # (c + 1 / alpha) log1p(alpha lam) -> lam as alpha -> 0
+        nb *= cell_shifted  # (c + 1 / alpha) log1p(alpha lam) -> lam as alpha -> 0
         value = np.log(lam)
-        value *= _at(counts, rows)
+        value *= cell_counts
         value -= nb
-        return np.sum(value, axis=1, dtype=np.float64) - 0.5 * np.sum(u * u * prec, axis=1)
+        return np.einsum("cg->c", value, dtype=np.float64) - 0.5 * np.sum(u * u * prec, axis=1)  # summed in double
 
-    def score(u, terms, rows):
+    def score(u, terms, data):
         (slope, total, lam), own = terms[:3], terms[-1]
+        cell_counts, cell_depth = data[0], data[2]
         weight = alpha * lam
         weight += 1.0
         weight *= lam
         np.divide(1.0, weight, out=weight)  # 1 / Var(c_g)
-        a = slope * (_at(depth, rows) * (1.0 - rho))
-        a /= total  # d lambda_g / d (V u)_g
+        a = slope * (cell_depth * (1.0 - rho) / total)  # d lambda_g / d (V u)_g
         m = (slope @ loadings) / total  # d lambda_g / du = a_g V_g - lambda_cell_g m
-        resid = _at(counts, rows) - lam
+        resid = cell_counts - lam
         resid *= weight
         work = resid * a
         grad = work @ loadings
         np.multiply(resid, own, out=work)
-        grad -= np.sum(work, axis=1, keepdims=True) * m
+        grad -= (work @ ones) * m
         return grad.astype(np.float64) - u * prec, (weight, a, m)
 
-    def information(terms, parts):
+    def information(terms, parts, *, lower_only=False):
+        """The Fisher information, cells x k x k in double; with ``lower_only`` its lower triangle alone (the
+        upper is 0), which is all the Cholesky factor reads, without the gather of the full matrix."""
         lam, (weight, a, m) = terms[-1], parts  # the cell's own expected counts
         wa = weight * a
         # the cells x genes x k^2 cost as one GEMM on the lower triangle only (a symmetric matrix), minus the
@@ -198,9 +189,13 @@ def newton_modes(counts, present, embedding, ref, n_iter, u0, tol=1e-3, informat
         d = work @ loadings
         np.multiply(weight, lam, out=work)
         work *= lam
-        d -= 0.5 * np.sum(work, axis=1, keepdims=True) * m
+        d -= 0.5 * (work @ ones) * m
         tri -= np.take(d, tri_rows, axis=1) * np.take(m, tri_cols, axis=1)
         tri -= np.take(m, tri_rows, axis=1) * np.take(d, tri_cols, axis=1)
+        if lower_only:
+            full = np.zeros((tri.shape[0], k * k))
+            full[:, tri_flat] = tri
+            return full.reshape(-1, k, k)
         return np.take(tri, tri_position, axis=1).reshape(-1, k, k).astype(np.float64)
 
     tri_rows, tri_cols = np.tril_indices(k)
@@ -208,59 +203,67 @@ def newton_modes(counts, present, embedding, ref, n_iter, u0, tol=1e-3, informat
     tri_position = np.empty((k, k), dtype=np.intp)  # where each entry of the k x k matrix sits in the triangle
     tri_position[tri_rows, tri_cols] = tri_position[tri_cols, tri_rows] = np.arange(tri_rows.size)
     tri_position = tri_position.ravel()
+    tri_flat = tri_rows * k + tri_cols  # the lower triangle's places in a flattened k x k matrix
+    ones = np.ones((loadings.shape[0], 1), dtype=dtype)
     if u0 is None:  # the log-normalised projection, moved by the reference's start map (dice.likelihood._start)
         u0 = start_point(log_projection(counts, depth, mean, std, loadings, embedding.max_value), depth, ref)
-    u = np.array(u0, dtype=np.float64)
-    everyone = np.arange(n_cells)
-    terms = decode(u, everyone)
-    current = objective(u, terms[2], everyone)
-    grad, parts = score(u, terms, everyone)
-    active = everyone  # cells still moving
-    stale = np.zeros(n_cells, dtype=bool)  # cells that moved since their score parts were computed
+    u_all = np.array(u0, dtype=np.float64)
+    info_all = np.empty((n_cells, k, k)) if information_at_mode else None
+    diagonal = np.arange(k)
+    # the working arrays, for the cells still moving (``cells``, their rows in the block)
+    cells, u = np.arange(n_cells), u_all.copy()
+    data = (counts, shifted, depth)
+    terms = decode(u, depth)
+    current = objective(u, terms[2], data)
+    grad, parts = score(u, terms, data)
     for _ in range(n_iter):
-        info = information(_at(terms, active), _at(parts, active))
-        lower = cholesky(info + np.diag(prec)[None])
-        step = solve_lower(lower, solve_lower(lower, grad[active]), transpose=True)
-        predicted = 0.5 * np.sum(step * grad[active], axis=1)  # the Newton decrement: the gain still to come
-        todo = np.arange(active.size)  # positions in ``active``
-        gain = np.zeros(active.size)
+        info = information(terms, parts, lower_only=True)
+        likelihood_diagonal = info[:, diagonal, diagonal]
+        info[:, diagonal, diagonal] += prec  # the prior's precision, in place
+        lower = cholesky(info)
+        half = solve_lower(lower, grad)
+        step = solve_lower(lower, half, transpose=True)
+        predicted = 0.5 * np.sum(half * half, axis=1)  # the Newton decrement: the gain still to come
+        last = predicted <= FREE_STEP_GAIN * tol
+        if last.any():  # a tiny step: taken unchecked, and this information is the one at the mode
+            u_all[cells[last]] = u[last] + step[last]
+            if information_at_mode:
+                info[:, diagonal, diagonal] = likelihood_diagonal
+                info_all[cells[last]] = info[last]
+            going = np.flatnonzero(~last)
+            if going.size == 0:
+                return u_all, _symmetric(info_all)
+            cells, u, current, step, grad = _rows((cells, u, current, step, grad), going)
+            data, terms = _rows(data, going), _rows(terms, going)
+        todo = np.arange(cells.size)  # the cells whose step is still being halved
         for _ in range(8):  # halve the step until the objective rises
-            rows = active[todo]
-            trial = u[rows] + step[todo]
-            trial_terms = decode(trial, rows)
-            value = objective(trial, trial_terms[2], rows)
-            ok = value >= current[rows] - 1e-9  # NaN counts as a failure
-            done = rows[ok]
-            gain[todo[ok]] = value[ok] - current[done]
+            trial = u[todo] + step[todo]
+            whole = todo.size == cells.size
+            trial_data = data if whole else _rows(data, todo)
+            trial_terms = decode(trial, trial_data[2])
+            value = objective(trial, trial_terms[2], trial_data)
+            ok = value >= current[todo] - 1e-9  # NaN counts as a failure
+            done = todo[ok]
             u[done], current[done] = trial[ok], value[ok]
-            stale[done] = True
-            terms = _put(terms, done, _at(trial_terms, np.flatnonzero(ok)))
+            if whole and ok.all():
+                terms = trial_terms
+            else:
+                for term, new in zip(terms, trial_terms, strict=True):
+                    term[done] = new[ok]
             todo = todo[~ok]
-            step[todo] *= 0.5
             if todo.size == 0:
                 break
-        keep = (predicted > tol) & ((gain > tol) | (gain < 0.5 * predicted))
-        active, lower = active[keep], lower[keep]
-        if active.size == 0:
-            break
-        grad[active], moved = score(u[active], _at(terms, active), active)
-        parts = _put(parts, active, moved)
-        stale[active] = False
-        # the next step's gain, estimated with this step's information: a cell whose next step would gain
-        # less than ``FREE_STEP_GAIN tol`` takes that step without a line search or a new information, and stops
-        ahead = solve_lower(lower, grad[active])
-        going = 0.5 * np.sum(ahead * ahead, axis=1) > FREE_STEP_GAIN * tol
-        last = active[~going]
-        if last.size:
-            u[last] += solve_lower(lower[~going], ahead[~going], transpose=True)
-            terms = _put(terms, last, decode(u[last], last))
-            stale[last] = True
-        active = active[going]
-        if active.size == 0:
-            break
-    if not information_at_mode:
-        return u, None
-    moved = np.flatnonzero(stale)  # the parts of cells that stopped right after a step are from before it
-    if moved.size:
-        parts = _put(parts, moved, score(u[moved], _at(terms, moved), moved)[1])
-    return u, information(terms, parts) + 1e-8 * np.eye(k)[None]
+            step[todo] *= 0.5
+        grad, parts = score(u, terms, data)
+        u_all[cells] = u
+    if information_at_mode:  # cells still moving after n_iter steps: the information at their last point
+        info_all[cells] = information(terms, parts)
+    return u_all, _symmetric(info_all)
+
+
+def _symmetric(info):
+    """The full information (plus ``1e-8 I``) from matrices whose lower triangle and diagonal are right."""
+    if info is None:
+        return None
+    lower = np.tril(info)
+    return lower + np.swapaxes(np.tril(info, -1), 1, 2) + 1e-8 * np.eye(info.shape[1])[None]
