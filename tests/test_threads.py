@@ -85,3 +85,29 @@ def test_torch_is_pinned_inside_and_restored_after():
         assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)
+
+
+def test_torch_is_pinned_in_a_thread_that_set_its_own():
+    """A worker thread that has run torch at two threads (a Dask worker) and calls in while another caller
+    already holds the pin: its blocks still run torch at one thread, and it gets its own setting back."""
+    import torch
+
+    from dice._threads import pinned_blas
+
+    seen, after = [], []
+
+    def worker():
+        torch.set_num_threads(2)  # this thread's own setting, made before the call
+        seen.extend(map_in_threads(lambda start: torch.get_num_threads(), range(3), n_threads=1))
+        after.append(torch.get_num_threads())
+
+    before = torch.get_num_threads()
+    try:
+        with pinned_blas():  # another caller inside already
+            thread = threading.Thread(target=worker)
+            thread.start()
+            thread.join()
+    finally:
+        torch.set_num_threads(before)
+    assert seen == [1, 1, 1]
+    assert after == [2]

@@ -63,6 +63,21 @@ def pinned_blas() -> Iterator[None]:
                 _pin_state["limiter"] = _pin_state["torch_threads"] = None
 
 
+@contextmanager
+def _torch_single_here() -> Iterator[None]:
+    """Torch at one thread in the calling thread, whatever it had before. A thread that has run torch keeps its
+    own thread count (a Dask worker's, say), which the process-wide pin of :func:`pinned_blas` does not reach
+    when another caller set it."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def map_in_threads(
     function: Callable[[int], T], starts: Iterable[int], *, n_threads: int | None = None, block_bytes: int = 0
 ) -> list[T]:
@@ -78,6 +93,7 @@ def map_in_threads(
     threads = max(1, min(threads, len(starts), THREADS_BYTES // max(block_bytes, 1)))
     with pinned_blas():
         if threads == 1:
-            return [function(start) for start in starts]
+            with _torch_single_here():
+                return [function(start) for start in starts]
         with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="dice-block") as pool:
             return list(pool.map(function, starts))

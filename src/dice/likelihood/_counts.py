@@ -138,8 +138,9 @@ def count_measurement(
         the library size, the multinomial and the information, so the covariance widens accordingly.
     n_iter
         Maximum damped Fisher-scoring steps, started from the reference's start map of the cell's
-        log-normalised projection and depth (:attr:`CountReference.start`); 2-3 usually converge, the rest
-        stop when they gain < 1e-3.
+        log-normalised projection and depth (:attr:`CountReference.start`). A cell stops once its next step
+        would gain less than 3e-3 (the Newton decrement): it takes that step unchecked, and the information
+        just computed, a tiny step from the mode, is its ``H``. Most cells stop after 2-3 steps.
     level
         How the anisotropic ``N(y; u, H^-1)`` becomes the isotropic measurement the direct sampler needs:
         ``"mean_var"`` (centre ``y``, variance ``trace(H^-1) / k``), ``"mean_precision"`` (``y``, ``k / trace(H)``)
