@@ -31,6 +31,9 @@ __all__ = ["CountReference", "count_measurement", "fit_count_reference", "thin_c
 #: Noise variance of a cell without a single count over the genes present, in units of the mean reference
 #: latent variance: so wide that its posterior is the prior (and finite, so the sampler needs no special case).
 EMPTY_CELL_VAR_FACTOR = 100.0
+#: Cells per block of the count solve: a block's dozen cells x genes float32 working arrays (12 MB at 500
+#: genes) stay within the shared cache with two blocks side by side (BENCHMARKS.md section 1).
+SOLVE_BLOCK_CELLS = 512
 
 
 def _block_bytes(block_size: int, n_genes: int) -> int:
@@ -119,7 +122,7 @@ def count_measurement(
     present: np.ndarray | None = None,
     n_iter: int = 10,
     level: str = "matched",
-    block_size: int = 1024,
+    block_size: int = SOLVE_BLOCK_CELLS,
     return_covariance: bool = False,
     n_threads: int | None = None,
 ) -> Measurement:
@@ -210,7 +213,7 @@ def fit_count_reference(
     min_rate: float = 0.1,
     ambient_fraction: float = 0.0,
     dispersion: str = "local",
-    block_size: int = 1024,
+    block_size: int = SOLVE_BLOCK_CELLS,
     n_threads: int | None = None,
 ) -> CountReference:
     """Fit the per-gene scale and dispersion of the count model on the reference's own counts.
@@ -265,7 +268,9 @@ def fit_count_reference(
     return ref
 
 
-def count_moments(counts, embedding, reference: CountReference, *, n_iter=10, block_size=1024, n_threads=None):
+def count_moments(
+    counts, embedding, reference: CountReference, *, n_iter=10, block_size=SOLVE_BLOCK_CELLS, n_threads=None
+):
     """Per-gene sums over cells at each cell's mode under ``reference``: observed counts, expected counts
     ``lambda``, ``lambda^2`` and the excess ``(c - lambda)^2 - lambda`` (what :func:`fit_count_reference`
     sets each gene's scale and dispersion from). Blocks are solved in ``n_threads`` threads and summed in
