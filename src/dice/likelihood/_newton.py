@@ -175,14 +175,14 @@ def newton_modes(counts, present, embedding, ref, n_iter, u0, tol=1e-3, informat
         grad -= (work @ ones) * m
         return grad.astype(np.float64) - u * prec, (weight, a, m)
 
-    def information(terms, parts, *, lower_only=False):
-        """The Fisher information, cells x k x k in double; with ``lower_only`` its lower triangle alone (the
-        upper is 0), which is all the Cholesky factor reads, without the gather of the full matrix."""
+    def information(terms, parts):
+        """The Fisher information's lower triangle, cells x k x k in double (the upper is 0): all that the
+        Cholesky factor reads; :func:`_symmetric` fills in the rest of the matrices returned."""
         lam, (weight, a, m) = terms[-1], parts  # the cell's own expected counts
         wa = weight * a
         # the cells x genes x k^2 cost as one GEMM on the lower triangle only (a symmetric matrix), minus the
         # multinomial's rank-2 part, cross m^T + m cross^T - s m m^T, written as d m^T + m d^T; all in the
-        # triangle, in single precision (as the GEMM's sums are), then gathered into k x k and widened
+        # triangle, in single precision (as the GEMM's sums are), then placed in k x k and widened
         work = wa * a
         tri = work @ outer
         np.multiply(wa, lam, out=work)
@@ -192,17 +192,12 @@ def newton_modes(counts, present, embedding, ref, n_iter, u0, tol=1e-3, informat
         d -= 0.5 * (work @ ones) * m
         tri -= np.take(d, tri_rows, axis=1) * np.take(m, tri_cols, axis=1)
         tri -= np.take(m, tri_rows, axis=1) * np.take(d, tri_cols, axis=1)
-        if lower_only:
-            full = np.zeros((tri.shape[0], k * k))
-            full[:, tri_flat] = tri
-            return full.reshape(-1, k, k)
-        return np.take(tri, tri_position, axis=1).reshape(-1, k, k).astype(np.float64)
+        lower = np.zeros((tri.shape[0], k * k))
+        lower[:, tri_flat] = tri
+        return lower.reshape(-1, k, k)
 
     tri_rows, tri_cols = np.tril_indices(k)
     outer = loadings[:, tri_rows] * loadings[:, tri_cols]  # genes x k (k + 1) / 2
-    tri_position = np.empty((k, k), dtype=np.intp)  # where each entry of the k x k matrix sits in the triangle
-    tri_position[tri_rows, tri_cols] = tri_position[tri_cols, tri_rows] = np.arange(tri_rows.size)
-    tri_position = tri_position.ravel()
     tri_flat = tri_rows * k + tri_cols  # the lower triangle's places in a flattened k x k matrix
     ones = np.ones((loadings.shape[0], 1), dtype=dtype)
     if u0 is None:  # the log-normalised projection, moved by the reference's start map (dice.likelihood._start)
@@ -217,7 +212,7 @@ def newton_modes(counts, present, embedding, ref, n_iter, u0, tol=1e-3, informat
     current = objective(u, terms[2], data)
     grad, parts = score(u, terms, data)
     for _ in range(n_iter):
-        info = information(terms, parts, lower_only=True)
+        info = information(terms, parts)
         likelihood_diagonal = info[:, diagonal, diagonal]
         info[:, diagonal, diagonal] += prec  # the prior's precision, in place
         lower = cholesky(info)
@@ -262,8 +257,10 @@ def newton_modes(counts, present, embedding, ref, n_iter, u0, tol=1e-3, informat
 
 
 def _symmetric(info):
-    """The full information (plus ``1e-8 I``) from matrices whose lower triangle and diagonal are right."""
+    """The full information (plus ``1e-8 I``) from its lower triangle (the upper one 0)."""
     if info is None:
         return None
-    lower = np.tril(info)
-    return lower + np.swapaxes(np.tril(info, -1), 1, 2) + 1e-8 * np.eye(info.shape[1])[None]
+    full = info + np.swapaxes(info, 1, 2)
+    diagonal = np.arange(info.shape[1])
+    full[:, diagonal, diagonal] = info[:, diagonal, diagonal] + 1e-8
+    return full
