@@ -70,3 +70,18 @@ def test_information_and_mode_match_a_direct_computation(ambient_fraction):
     decrement = 0.5 * np.einsum("ci,ci->c", grad, np.linalg.solve(posterior, grad[..., None])[..., 0])
     assert np.max(decrement) < 1e-2
     assert np.median(decrement) < 1e-4
+
+
+def test_cells_still_moving_after_the_last_iteration_get_the_information_where_they_stopped():
+    """With one iteration from far away no cell converges: each gets the information at the point its line
+    search reached, not one from before it."""
+    embedding, ref, counts = _problem()
+    present = np.ones(N_GENES, dtype=bool)
+    start = np.zeros((counts.shape[0], K))
+    u, info = newton_modes(counts, present, embedding, ref, 1, start)
+    assert np.all(np.linalg.norm(u - start, axis=1) > 0.1)  # every cell moved
+    grad, direct = _direct(embedding, ref, counts, u)
+    error = np.linalg.norm(info - direct, axis=(1, 2)) / np.linalg.norm(direct, axis=(1, 2))
+    assert np.max(error) < 1e-4
+    # and they are not at the mode yet: the penalised gradient there is far from zero
+    assert np.median(np.linalg.norm(grad, axis=1)) > 1e-2
