@@ -39,7 +39,8 @@ def pinned_blas() -> Iterator[None]:
     leaves.
 
     Torch too: its batched triangular solves (:func:`dice.likelihood._newton.solve_lower`) would otherwise
-    each start a team of threads per call, and two blocks solved side by side on two cores then ran 4x slower.
+    each start a team of threads per call, and blocks solved side by side would oversubscribe the cores
+    (BENCHMARKS.md section 1).
     Callers may overlap (e.g. Dask tasks in the threaded scheduler): a plain ``threadpool_limits`` per
     caller would restore the limit it saw on entry, which may be another caller's 1, for good.
     """
