@@ -40,18 +40,21 @@ def pinned_blas() -> Iterator[None]:
 
     Torch too: its batched triangular solves (:func:`dice.likelihood._newton.solve_lower`) would otherwise
     each start a team of threads per call, and blocks solved side by side would oversubscribe the cores
-    (BENCHMARKS.md section 1).
+    (BENCHMARKS.md section 1). Torch keeps a thread count per thread: the first caller's pin reaches the
+    threads started from then on, and every caller pins its own thread too (a Dask worker that has run
+    torch keeps its own count otherwise), getting its count back when it leaves.
     Callers may overlap (e.g. Dask tasks in the threaded scheduler): a plain ``threadpool_limits`` per
     caller would restore the limit it saw on entry, which may be another caller's 1, for good.
     """
     import torch
     from threadpoolctl import threadpool_limits
 
+    own = torch.get_num_threads()  # this thread's count
     with _pin_lock:
         if _pin_state["depth"] == 0:
             _pin_state["limiter"] = threadpool_limits(limits=1, user_api="blas")
-            _pin_state["torch_threads"] = torch.get_num_threads()
-            torch.set_num_threads(1)
+            _pin_state["torch_threads"] = own
+        torch.set_num_threads(1)
         _pin_state["depth"] += 1
     try:
         yield
@@ -62,21 +65,8 @@ def pinned_blas() -> Iterator[None]:
                 _pin_state["limiter"].restore_original_limits()
                 torch.set_num_threads(_pin_state["torch_threads"])
                 _pin_state["limiter"] = _pin_state["torch_threads"] = None
-
-
-@contextmanager
-def _torch_single_here() -> Iterator[None]:
-    """Torch at one thread in the calling thread, whatever it had before. A thread that has run torch keeps its
-    own thread count (a Dask worker's, say), which the process-wide pin of :func:`pinned_blas` does not reach
-    when another caller set it."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
+            else:
+                torch.set_num_threads(own)
 
 
 def map_in_threads(
@@ -94,7 +84,6 @@ def map_in_threads(
     threads = max(1, min(threads, len(starts), THREADS_BYTES // max(block_bytes, 1)))
     with pinned_blas():
         if threads == 1:
-            with _torch_single_here():
-                return [function(start) for start in starts]
+            return [function(start) for start in starts]
         with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="dice-block") as pool:
             return list(pool.map(function, starts))

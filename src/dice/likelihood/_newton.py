@@ -14,8 +14,9 @@ from ._start import start_point
 
 __all__ = ["cholesky", "decoded_rates", "dense", "log_projection", "newton_modes", "solve_lower"]
 
-#: A cell whose next Newton step, estimated from its last information, would gain less than this many
-#: ``tol`` takes that step unchecked and stops (the step is then tiny and the quadratic model exact enough).
+#: A cell whose Newton decrement (the gain its next step would bring, by the information at its current point)
+#: is below this many ``tol`` takes that step unchecked and stops (the step is then tiny and the quadratic
+#: model exact enough); that information is its ``H``.
 FREE_STEP_GAIN = 3.0
 MAX_LOG1P = 12.0  # decoded log1p expression is capped here (1.6e5 per 1e4 counts: far beyond any real gene)
 
@@ -143,7 +144,7 @@ def newton_modes(counts, present, embedding, ref, n_iter, u0, tol=1e-3, informat
         """``(slope, total, lambda)``, plus ``lambda_cell`` with ambient RNA: ``lambda`` the expected counts,
         ``terms[-1]`` the cell's own part of them (the ambient part does not move with ``u``)."""
         rate, slope = decoded_rates(u, mean, std, loadings, scale, floor, min_rate)
-        total = rate @ ones  # a row sum as a matrix-vector product: 4x faster than numpy's sum over rows
+        total = rate @ ones  # a row sum as a matrix-vector product: far cheaper than numpy's sum over rows
         rate *= (cell_depth if ambient is None else cell_depth * (1.0 - rho)) / total
         if ambient is None:
             return slope, total, rate
