@@ -331,6 +331,11 @@ class TransferSettings(_Settings):
         label's multinomial count profile (``dice.tl._count_evidence``), both weights fitted on the
         depth-matched calibration cells (they replace the temperature). It keeps labels right where the
         latent posterior is loose, e.g. a shallow reference. ``False``: the latent classifier alone.
+    count_profiles
+        Sub-profiles per label of the count evidence: each label's reference cells are split by k-means of
+        their embedding into up to this many groups (one per 10 cells at most), and the label's count
+        likelihood is the mixture of the groups' profiles; 1 is one profile per label (plain naive Bayes).
+        A label often spans states (activated and resting, neuron subtypes) that one averaged profile blurs.
     labels_mixup
         Train the prior (when none is given) with the paper's same-label mixup.
     """
@@ -345,6 +350,7 @@ class TransferSettings(_Settings):
     max_calibration_cells: int = 1500
     calibration_depth: str = "query"
     count_evidence: bool = True
+    count_profiles: int = 2
     labels_mixup: bool = False
 
     def __post_init__(self) -> None:
@@ -364,3 +370,4 @@ class TransferSettings(_Settings):
         _choice("calibration_depth", self.calibration_depth, ("query", "reference"))
         if not isinstance(self.count_evidence, bool):
             raise DiceInputError(f"count_evidence must be True or False, got {self.count_evidence!r}.")
+        _positive_int("count_profiles", self.count_profiles)

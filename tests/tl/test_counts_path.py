@@ -456,9 +456,9 @@ def test_count_profiles_calibration_cells_unseen_query_sees_every_cell(data, mod
     built, scored = [], []
     real_profiles, real_loglik = transfer_module.CountProfiles, transfer_module.query_loglik
 
-    def spy_profiles(counts, alignment, present, rows, codes, n_classes):
-        built.append(np.sort(np.asarray(rows)))
-        return real_profiles(counts, alignment, present, rows, codes, n_classes)
+    def spy_profiles(counts, alignment, present, rows, codes, n_classes, groups=None, owner=None):
+        built.append((np.asarray(rows), groups, owner))
+        return real_profiles(counts, alignment, present, rows, codes, n_classes, groups, owner)
 
     def spy_loglik(model_, var_names, counts, profiles):
         scored.append(profiles)
@@ -470,13 +470,14 @@ def test_count_profiles_calibration_cells_unseen_query_sees_every_cell(data, mod
     with pytest.warns(DepthWarning), _outside_allowed():
         _transfer(_adata(_thin(counts, 0.05, seed=4), labels), ref, model)
     assert len(built) == 2 and len(scored) == 1
-    held_out, everyone = built
+    (held_out, _, _), (everyone, groups, owner) = built
     assert 0 < len(held_out) < ref.n_obs  # the calibration cells are left out of the first
-    np.testing.assert_array_equal(everyone, np.arange(ref.n_obs))  # every reference cell is labelled here
+    np.testing.assert_array_equal(np.sort(everyone), np.arange(ref.n_obs))  # every reference cell is labelled here
     query_profiles = scored[0]
-    assert query_profiles.log_profiles.shape[0] == 2
+    assert query_profiles.n_classes == 2
+    assert len(owner) > 2  # the default count_profiles splits the labels into sub-profiles
     expected = real_profiles(
-        ref.layers["counts"], *_alignment_and_present(ref, model), np.arange(ref.n_obs), _codes(ref), 2
+        ref.layers["counts"], *_alignment_and_present(ref, model), everyone, _codes(ref)[everyone], 2, groups, owner
     )
     np.testing.assert_allclose(query_profiles.log_profiles, expected.log_profiles)
 

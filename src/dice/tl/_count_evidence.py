@@ -12,18 +12,25 @@ two are stacked, ``log p(label) = w_latent log p_latent + w_counts log p_counts 
 held-out likelihood on the calibration cells, which are thinned to the query's depth: where the latent is
 sharper the counts get little weight, where the reference is shallow they get more. The weights replace
 the temperature (``w_counts = 0`` is the temperature ``1 / w_latent``).
+
+A label is rarely one expression profile (activated and resting cells, neuron classes with subtypes), so a
+label may hold a few sub-profiles (:func:`label_subgroups`: k-means of its cells' reference embedding), and
+its count likelihood is then the mixture over them, each weighted by its share of the cells: a mixture of
+multinomials instead of one multinomial per label.
 """
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import scipy.sparse as sp
 
-__all__ = ["CountProfiles", "fit_stack", "query_loglik", "stack", "thinned_reference"]
+__all__ = ["CountProfiles", "fit_stack", "label_subgroups", "query_loglik", "stack", "thinned_reference"]
 
 
 class CountProfiles:
-    """Each label's log multinomial profile over the model genes the query measured.
+    """Each label's log multinomial profile (or mixture of sub-profiles) over the model genes the query measured.
 
     Parameters
     ----------
@@ -37,36 +44,87 @@ class CountProfiles:
         Reference positions of the cells whose counts make the profiles, and their label codes.
     n_classes
         Number of labels.
+    groups, owner
+        Each cell's sub-profile (aligned with ``rows``) and each sub-profile's label code, from
+        :func:`label_subgroups`; ``None``: one profile per label. A sub-profile's prior weight is its share
+        of the cells (plus one), so a label's prior is about its share of the cells, as with one profile.
+    pseudo
+        Pseudo-count added to every gene of every (sub-)profile.
     """
 
-    def __init__(self, counts, alignment, present, rows, codes, n_classes: int, pseudo: float = 1.0):
+    def __init__(self, counts, alignment, present, rows, codes, n_classes: int, groups=None, owner=None, pseudo=1.0):
         from .._blocks import block_size_for, iter_row_blocks
 
+        if groups is None:
+            groups, owner = np.asarray(codes), np.arange(n_classes)
         order = np.argsort(rows, kind="stable")
-        rows, codes = np.asarray(rows)[order], np.asarray(codes)[order]
-        sums = np.zeros((n_classes, len(present)))
+        rows, groups = np.asarray(rows)[order], np.asarray(groups)[order]
+        owner = np.asarray(owner)
+        if np.any(np.diff(owner) < 0) or not np.array_equal(np.unique(owner), np.arange(n_classes)):
+            raise ValueError("owner must list each label's sub-profiles together, in label order, every label once")
+        sums = np.zeros((len(owner), len(present)))
         for block in iter_row_blocks(counts, block_size=block_size_for(alignment.n_shared), rows=rows):
             values = sp.csr_matrix(alignment.take_all(block.values), dtype=np.float64)
             member = sp.csr_matrix(
-                (np.ones(values.shape[0]), (codes[block.start : block.stop], np.arange(values.shape[0]))),
-                shape=(n_classes, values.shape[0]),
+                (np.ones(values.shape[0]), (groups[block.start : block.stop], np.arange(values.shape[0]))),
+                shape=(len(owner), values.shape[0]),
             )
             sums += np.asarray((member @ values).todense())
         sums = sums[:, present] + pseudo
         self.present = np.asarray(present, dtype=bool)
-        self.log_profiles = np.log(sums / sums.sum(axis=1, keepdims=True))  # classes x present genes
-        frequency = np.bincount(codes, minlength=n_classes) + 1.0
+        self.n_classes = int(n_classes)
+        self.owner = owner
+        self._starts = np.searchsorted(owner, np.arange(n_classes))  # each label's first sub-profile
+        self.log_profiles = np.log(sums / sums.sum(axis=1, keepdims=True))  # sub-profiles x present genes
+        frequency = np.bincount(groups, minlength=len(owner)) + 1.0
         self.log_prior = np.log(frequency / frequency.sum())  # label frequencies: the expert is naive Bayes
 
     def loglik(self, counts_model) -> np.ndarray:
         """Naive-Bayes log posterior (up to a per-cell constant) of cells x model-gene counts, per label.
 
-        The multinomial log-likelihood of the counts under each label's profile plus the log label
-        frequency, centred per cell (its maximum over labels is 0).
+        The multinomial log-likelihood of the counts under each (sub-)profile plus its log prior weight,
+        summed over each label's sub-profiles (log-sum-exp), centred per cell (its maximum over labels is 0).
         """
         values = sp.csr_matrix(counts_model, dtype=np.float64)[:, self.present]
-        out = np.asarray(values @ self.log_profiles.T) + self.log_prior
+        each = np.asarray(values @ self.log_profiles.T) + self.log_prior
+        if len(self.owner) == self.n_classes:
+            out = each
+        else:
+            top = np.maximum.reduceat(each, self._starts, axis=1)
+            out = top + np.log(np.add.reduceat(np.exp(each - top[:, self.owner]), self._starts, axis=1))
         return out - out.max(axis=1, keepdims=True)
+
+
+def label_subgroups(points, codes, n_classes: int, n_sub: int, fit_rows, seed: int, min_cells: int = 10):
+    """Up to ``n_sub`` sub-profiles per label: k-means of the label's cells in ``points`` (seeded).
+
+    The centres are fitted on ``fit_rows`` only (at most 10,000 cells per label, a seeded subsample
+    beyond), so cells outside them (the calibration cells) shape neither the groups nor, later, the
+    profiles they are scored by; every cell then joins its label's nearest centre. A label gets one
+    sub-profile per ``min_cells`` of its fitted cells, at least one. Returns ``(groups, owner)`` for
+    :class:`CountProfiles`: each cell's sub-profile and each sub-profile's label.
+    """
+    from sklearn.cluster import KMeans
+    from sklearn.exceptions import ConvergenceWarning
+
+    points, codes = np.asarray(points, dtype=np.float64), np.asarray(codes)
+    fit_rows = np.asarray(fit_rows)
+    rng = np.random.default_rng(np.random.SeedSequence([seed, 29]))
+    groups, owner = np.zeros(len(codes), dtype=np.int64), []
+    for label in range(n_classes):
+        members, fit = np.flatnonzero(codes == label), fit_rows[codes[fit_rows] == label]
+        n_groups = int(min(n_sub, max(1, len(fit) // min_cells)))
+        if n_groups > 1:
+            if len(fit) > 10_000:
+                fit = rng.choice(fit, 10_000, replace=False)
+            with warnings.catch_warnings():  # fewer distinct cells than groups: the duplicates share one
+                warnings.simplefilter("ignore", ConvergenceWarning)
+                kmeans = KMeans(n_groups, n_init=3, random_state=int(rng.integers(2**31))).fit(points[fit])
+            groups[members] = len(owner) + kmeans.predict(points[members])
+        else:
+            groups[members] = len(owner)
+        owner += [label] * n_groups
+    return groups, np.asarray(owner)
 
 
 def thinned_reference(model, counts, alignment, present, rows, query_cells, pca, seed: int, profiles=None):
@@ -89,7 +147,7 @@ def thinned_reference(model, counts, alignment, present, rows, query_cells, pca,
     embedding = model.embedding
     rng = np.random.default_rng(np.random.SeedSequence([seed, 17]))
     scores, noise, depth = np.empty((len(rows), embedding.n_comps)), np.empty(len(rows)), np.empty((2, len(rows)))
-    loglik = None if profiles is None else np.empty((len(rows), profiles.log_profiles.shape[0]))
+    loglik = None if profiles is None else np.empty((len(rows), profiles.n_classes))
     for block in iter_row_blocks(counts, block_size=block_size_for(alignment.n_shared), rows=rows):
         cal = sp.csr_matrix(alignment.take_all(block.values) @ sp.diags(present.astype(np.float64)))
         cal.eliminate_zeros()  # the query's missing genes drop out
@@ -120,7 +178,7 @@ def query_loglik(model, var_names, counts, profiles: CountProfiles) -> np.ndarra
     from ..pp._align import align_genes
 
     alignment = align_genes(var_names, model.embedding.genes, min_shared=0.0, what="adata")
-    out = np.empty((counts.shape[0], profiles.log_profiles.shape[0]))
+    out = np.empty((counts.shape[0], profiles.n_classes))
     for block in iter_row_blocks(counts, block_size=block_size_for(alignment.n_shared)):
         out[block.start : block.stop] = profiles.loglik(alignment.take_all(block.values))
     return out

@@ -12,7 +12,7 @@ from .._settings import PosteriorSettings, TrainSettings, TransferSettings, chec
 from .._validation import DiceInputError, check_adata
 from ._classifiers import KnnVotes, LogisticLatent
 from ._confidence import class_thresholds, conformal_threshold, knn_votes, label_sets, set_strings
-from ._count_evidence import CountProfiles, fit_stack, query_loglik, stack, thinned_reference
+from ._count_evidence import CountProfiles, fit_stack, label_subgroups, query_loglik, stack, thinned_reference
 from ._label_report import label_report, warn_unreliable_labels
 
 __all__ = ["transfer_labels"]
@@ -247,9 +247,12 @@ def transfer_labels(
         present = alignment.present & query_cells.likelihood.present  # the genes both sides measured
         if evidence:  # the calibration cells are scored by label profiles that never saw them; the query,
             # like its latent classifier (which indexes every labelled cell), by profiles of every labelled cell
-            train = np.flatnonzero(~held)
-            profiles = CountProfiles(ref_found[0], alignment, present, labelled[train], codes[train], len(classes))
-            everyone = CountProfiles(ref_found[0], alignment, present, labelled, codes, len(classes))
+            train, n_classes = np.flatnonzero(~held), len(classes)
+            groups, owner = label_subgroups(ref_cells.pca, codes, n_classes, transfer.count_profiles, train, seed)
+            profiles = CountProfiles(
+                ref_found[0], alignment, present, labelled[train], codes[train], n_classes, groups[train], owner
+            )
+            everyone = CountProfiles(ref_found[0], alignment, present, labelled, codes, n_classes, groups, owner)
             query_ll = query_loglik(model, adata.var_names, query_found[0], everyone)
         ref_cells, ref_depth, ref_ll = thinned_reference(
             model, ref_found[0], alignment, present, labelled, query_cells, ref_cells.pca, seed, profiles
@@ -340,6 +343,7 @@ def transfer_labels(
         "temperature": temperature,
         "count_evidence": bool(evidence),
         "count_weight": weights[1],
+        **({"n_count_profiles": len(owner)} if evidence else {}),
         "pseudo_count": pseudo,
         "novelty_distance_quantile": novelty.quantile,
         "held_out": held_out,
