@@ -224,6 +224,15 @@ def train_settings(args):
     return settings.replace(count_loadings_width=width)
 
 
+def transfer_settings(args):
+    """DICE's label-transfer settings: the package default, with ``--count-profiles`` when given."""
+    import dice
+
+    settings = dice.tl.TransferSettings()
+    count_profiles = getattr(args, "count_profiles", None)
+    return settings if count_profiles is None else dataclasses.replace(settings, count_profiles=count_profiles)
+
+
 def run_task(name: str, seed: int, args) -> list[dict]:
     import _real_tasks as rt
     import dice
@@ -258,7 +267,9 @@ def run_task(name: str, seed: int, args) -> list[dict]:
             started = time.perf_counter()
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                dice.tl.transfer_labels(q, ref, model, labels_key=LABEL, seed=seed, progress=False)
+                dice.tl.transfer_labels(
+                    q, ref, model, labels_key=LABEL, seed=seed, progress=False, transfer=transfer_settings(args)
+                )
             timing["dice"] = time.perf_counter() - started
             embeddings["dice"] = q.obsm["X_dice"]
             sets = q.obs["dice_label_set"].astype(str).to_numpy()[evaluated]
@@ -481,6 +492,7 @@ def main(argv=None) -> None:
         choices=["gene", "pooled", "local"],
         help="DICE's TrainSettings.count_dispersion (default: dice's)",
     )
+    parser.add_argument("--count-profiles", type=int, help="DICE's TransferSettings.count_profiles (default: dice's)")
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--report", action="store_true", help="only rewrite results/depth.md from the CSV")
     args = parser.parse_args(argv)
