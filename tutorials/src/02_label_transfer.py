@@ -136,7 +136,7 @@ per_label.round(3)
 
 # %% [markdown]
 # Drawn beside the same plot for the query's own annotation (`truth=`), it tells the two kinds of error
-# apart. The reference's held-out T_CD8 cells mostly get their label back (83 %), while the query's T_CD8
+# apart. The reference's held-out T_CD8 cells mostly get their label back (85 %), while the query's T_CD8
 # cells are mostly called T_CD4 (71 %); likewise 96 % of held-out NK cells are right, but 53 % of the
 # query's NK cells are called T_CD8. The model can tell these reference labels apart, so the query's misses
 # are the annotators' disagreement described above, not a failure of the model. A label that
@@ -264,7 +264,7 @@ plt.show()
 
 # %% [markdown]
 # The held-out report of the last, 5 % query shows which distinction goes first as the depth falls: the
-# reference's own T_CD8 cells, thinned to this depth, get their label back less often (63 %; 27 % are
+# reference's own T_CD8 cells, thinned to this depth, get their label back less often (61 %; 29 % are
 # called T_CD4), while B cells, MNP and T_CD4 stay near 100 %. A T_CD8 call on such a shallow query
 # deserves less trust than the others. No label falls below one half, so dice does not warn here.
 
