@@ -108,7 +108,7 @@ def test_mixture_profiles_are_the_closed_form_mixture_and_beat_one_profile():
     import pandas as pd
     from scipy.special import logsumexp
 
-    counts, codes, kind, points = _two_state_labels()
+    counts, codes, _, points = _two_state_labels()
     genes = pd.Index([f"g{i}" for i in range(counts.shape[1])])
     alignment = align_genes(genes, genes, min_shared=0.0)
     present = np.ones(len(genes), dtype=bool)
