@@ -229,8 +229,7 @@ def transfer_settings(args):
     import dice
 
     settings = dice.tl.TransferSettings()
-    count_profiles = getattr(args, "count_profiles", None)
-    return settings if count_profiles is None else dataclasses.replace(settings, count_profiles=count_profiles)
+    return settings if args.count_profiles is None else settings.replace(count_profiles=args.count_profiles)
 
 
 def run_task(name: str, seed: int, args) -> list[dict]:

@@ -134,3 +134,12 @@ def test_train_settings_take_the_command_line_options():
     soupy = depth.train_settings(options(ambient_fraction=0.1, count_loadings_width="none"))
     assert soupy.ambient_fraction == 0.1 and soupy.count_loadings_width is None
     assert depth.train_settings(options(count_dispersion="pooled")).count_dispersion == "pooled"
+
+
+def test_transfer_settings_take_the_command_line_options():
+    from types import SimpleNamespace
+
+    import dice
+
+    assert depth.transfer_settings(SimpleNamespace(count_profiles=None)) == dice.tl.TransferSettings()
+    assert depth.transfer_settings(SimpleNamespace(count_profiles=1)).count_profiles == 1

@@ -87,11 +87,8 @@ class CountProfiles:
         """
         values = sp.csr_matrix(counts_model, dtype=np.float64)[:, self.present]
         each = np.asarray(values @ self.log_profiles.T) + self.log_prior
-        if len(self.owner) == self.n_classes:
-            out = each
-        else:
-            top = np.maximum.reduceat(each, self._starts, axis=1)
-            out = top + np.log(np.add.reduceat(np.exp(each - top[:, self.owner]), self._starts, axis=1))
+        top = np.maximum.reduceat(each, self._starts, axis=1)  # one sub-profile per label: exactly ``each``
+        out = top + np.log(np.add.reduceat(np.exp(each - top[:, self.owner]), self._starts, axis=1))
         return out - out.max(axis=1, keepdims=True)
 
 
