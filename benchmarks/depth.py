@@ -23,7 +23,8 @@ Methods
 ``naive_bayes`` multinomial naive Bayes on the raw counts, one expression profile per reference label.
 
 Metrics on the query's labelled cells: label accuracy, macro-F1, ECE (10 bins) and the share of cells wrong
-with confidence above 0.5 (methods with probabilities); label-set coverage and size (dice); Leiden ARI / NMI
+with confidence above 0.5 (methods with probabilities) and the share that those confidences imply, were they
+calibrated (``mean((1 - c) [c > 0.5])``: how sharp the method is); label-set coverage and size (dice); Leiden ARI / NMI
 of the query embedding at the best resolution (``oracle``) and at the label-free one (``stable``; both from
 :func:`dice.metrics.leiden_sweep`); fidelity: ``sum ||e_f - e_1||^2 / sum ||e_1 - mean(e_1)||^2``, each
 shallow query cell's embedding against the same cell's full-depth embedding by the same method (thinning
@@ -101,6 +102,8 @@ def label_metrics(truth, predicted, confidence=None) -> dict:
             ece=dice.metrics.expected_calibration_error(confidence, right),
             confidence=float(confidence.mean()),
             confident_wrong=float(np.mean(~right & (confidence > 0.5))),
+            # the share that these confidences imply, were they calibrated: how sharp the method is
+            confident_wrong_implied=float(np.mean((1.0 - confidence) * (confidence > 0.5))),
         )
     return out
 
@@ -378,6 +381,7 @@ def report(path: Path = RESULTS, out: Path = REPORT) -> str:
         ("macro_f1", "macro-F1"),
         ("ece", "ECE"),
         ("confident_wrong", "wrong & conf>0.5"),
+        ("confident_wrong_implied", "implied by conf."),
         ("set_coverage", "set cov."),
         ("ari", "ARI"),
         ("nmi", "NMI"),

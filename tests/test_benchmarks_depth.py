@@ -53,6 +53,8 @@ def test_label_metrics_count_confident_errors():
     out = depth.label_metrics(truth, np.array(["a", "b", "b", "a"]), np.array([0.9, 0.8, 0.6, 0.4]))
     assert out["accuracy"] == 0.5
     assert out["confident_wrong"] == 0.25  # one wrong label above 0.5, one below
+    # calibrated confidences 0.9, 0.8 and 0.6 would be wrong 0.1 + 0.2 + 0.4 times; 0.4 is not confident
+    assert out["confident_wrong_implied"] == pytest.approx(0.7 / 4)
 
 
 def test_records_replace_reruns_and_report(tmp_path):
