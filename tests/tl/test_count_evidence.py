@@ -141,3 +141,30 @@ def test_count_profiles_must_be_a_positive_int():
 
     with pytest.raises(DiceInputError, match="count_profiles"):
         dice.tl.TransferSettings(count_profiles=0)
+
+
+def test_split_profiles_equal_two_separate_builds_from_one_pass():
+    import pandas as pd
+
+    counts, codes, _, points = _two_state_labels()
+    genes = pd.Index([f"g{i}" for i in range(counts.shape[1])])
+    alignment = align_genes(genes, genes, min_shared=0.0)
+    present = np.arange(len(genes)) % 5 != 0  # some genes the query lacks
+    rows = np.random.default_rng(3).permutation(len(codes))[:350]  # reference positions, not in order
+    first = np.flatnonzero(np.arange(len(rows)) % 4 != 0)  # the non-calibration cells among them
+    groups, owner = label_subgroups(points[rows], codes[rows], 2, 2, first, seed=0)
+    matrix = sp.csr_matrix(counts)
+    fit, everyone = CountProfiles.split(matrix, alignment, present, rows, codes[rows], 2, groups, owner, first=first)
+    separate = (
+        CountProfiles(matrix, alignment, present, rows[first], codes[rows][first], 2, groups[first], owner),
+        CountProfiles(matrix, alignment, present, rows, codes[rows], 2, groups, owner),
+    )
+    for one_pass, own in zip((fit, everyone), separate, strict=True):
+        np.testing.assert_allclose(one_pass.log_profiles, own.log_profiles, rtol=0, atol=1e-12)
+        np.testing.assert_allclose(one_pass.log_prior, own.log_prior, rtol=0, atol=1e-12)
+        np.testing.assert_allclose(one_pass.loglik(counts[:50]), own.loglik(counts[:50]), atol=1e-9)
+    assert not np.allclose(fit.log_profiles, everyone.log_profiles)  # the calibration cells make a difference
+    # without sub-profiles: one profile per label, as the plain constructor
+    plain_fit, _ = CountProfiles.split(matrix, alignment, present, rows, codes[rows], 2, None, None, first=first)
+    plain = CountProfiles(matrix, alignment, present, rows[first], codes[rows][first], 2)
+    np.testing.assert_allclose(plain_fit.log_profiles, plain.log_profiles, atol=1e-12)

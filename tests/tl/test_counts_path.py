@@ -455,23 +455,24 @@ def test_count_profiles_calibration_cells_unseen_query_sees_every_cell(data, mod
 
     built, scored = [], []
     real_profiles, real_loglik = transfer_module.CountProfiles, transfer_module.query_loglik
+    real_split = real_profiles.split
 
-    def spy_profiles(counts, alignment, present, rows, codes, n_classes, groups=None, owner=None):
-        built.append((np.asarray(rows), groups, owner))
-        return real_profiles(counts, alignment, present, rows, codes, n_classes, groups, owner)
+    def spy_split(counts, alignment, present, rows, codes, n_classes, groups, owner, first):
+        built.append((np.asarray(rows), np.asarray(first), groups, owner))
+        return real_split(counts, alignment, present, rows, codes, n_classes, groups, owner, first=first)
 
     def spy_loglik(model_, var_names, counts, profiles):
         scored.append(profiles)
         return real_loglik(model_, var_names, counts, profiles)
 
-    monkeypatch.setattr(transfer_module, "CountProfiles", spy_profiles)
+    monkeypatch.setattr(real_profiles, "split", spy_split)
     monkeypatch.setattr(transfer_module, "query_loglik", spy_loglik)
     ref, counts, labels = data
     with pytest.warns(DepthWarning), _outside_allowed():
         _transfer(_adata(_thin(counts, 0.05, seed=4), labels), ref, model)
-    assert len(built) == 2 and len(scored) == 1
-    (held_out, _, _), (everyone, groups, owner) = built
-    assert 0 < len(held_out) < ref.n_obs  # the calibration cells are left out of the first
+    assert len(built) == 1 and len(scored) == 1
+    ((everyone, first, groups, owner),) = built
+    assert 0 < len(first) < ref.n_obs  # the calibration cells are left out of the first set
     np.testing.assert_array_equal(np.sort(everyone), np.arange(ref.n_obs))  # every reference cell is labelled here
     query_profiles = scored[0]
     assert query_profiles.n_classes == 2

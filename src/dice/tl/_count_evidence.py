@@ -53,30 +53,45 @@ class CountProfiles:
     """
 
     def __init__(self, counts, alignment, present, rows, codes, n_classes: int, groups=None, owner=None, pseudo=1.0):
-        from .._blocks import block_size_for, iter_row_blocks
-
         if groups is None:
             groups, owner = np.asarray(codes), np.arange(n_classes)
-        order = np.argsort(rows, kind="stable")
-        rows, groups = np.asarray(rows)[order], np.asarray(groups)[order]
-        owner = np.asarray(owner)
-        if np.any(np.diff(owner) < 0) or not np.array_equal(np.unique(owner), np.arange(n_classes)):
-            raise ValueError("owner must list each label's sub-profiles together, in label order, every label once")
-        sums = np.zeros((len(owner), len(present)))
-        for block in iter_row_blocks(counts, block_size=block_size_for(alignment.n_shared), rows=rows):
-            values = sp.csr_matrix(alignment.take_all(block.values), dtype=np.float64)
-            member = sp.csr_matrix(
-                (np.ones(values.shape[0]), (groups[block.start : block.stop], np.arange(values.shape[0]))),
-                shape=(len(owner), values.shape[0]),
-            )
-            sums += np.asarray((member @ values).todense())
+        owner = _check_owner(owner, n_classes)
+        sums = _group_sums(counts, alignment, rows, groups, len(owner))
+        self._fit(sums, np.bincount(groups, minlength=len(owner)), present, n_classes, owner, pseudo)
+
+    @classmethod
+    def split(cls, counts, alignment, present, rows, codes, n_classes: int, groups, owner, first, pseudo=1.0):
+        """The profiles of the cells ``rows[first]`` and those of every cell in ``rows``, in one pass over ``counts``.
+
+        What label transfer needs: profiles that never saw the calibration cells (to score them), and
+        profiles of every labelled cell (to score the query). Equal to two :class:`CountProfiles`, each
+        built from its own cells, at the cost of one read of the reference counts. ``groups`` and ``owner``
+        as in :class:`CountProfiles` (``None``: one profile per label).
+        """
+        if groups is None:
+            groups, owner = np.asarray(codes), np.arange(n_classes)
+        owner, groups = _check_owner(owner, n_classes), np.asarray(groups)
+        n_sub = len(owner)
+        inside = np.zeros(len(groups), dtype=bool)
+        inside[np.asarray(first)] = True
+        both = _group_sums(counts, alignment, rows, np.where(inside, groups, groups + n_sub), 2 * n_sub)
+        sizes = np.bincount(groups[inside], minlength=n_sub), np.bincount(groups, minlength=n_sub)
+        out = []
+        for sums, size in zip((both[:n_sub], both[:n_sub] + both[n_sub:]), sizes, strict=True):
+            profiles = cls.__new__(cls)
+            profiles._fit(sums, size, present, n_classes, owner, pseudo)
+            out.append(profiles)
+        return tuple(out)
+
+    def _fit(self, sums, sizes, present, n_classes, owner, pseudo) -> None:
+        """Log profiles and prior weights from each sub-profile's summed counts and its number of cells."""
         sums = sums[:, present] + pseudo
         self.present = np.asarray(present, dtype=bool)
         self.n_classes = int(n_classes)
         self.owner = owner
         self._starts = np.searchsorted(owner, np.arange(n_classes))  # each label's first sub-profile
         self.log_profiles = np.log(sums / sums.sum(axis=1, keepdims=True))  # sub-profiles x present genes
-        frequency = np.bincount(groups, minlength=len(owner)) + 1.0
+        frequency = sizes + 1.0
         self.log_prior = np.log(frequency / frequency.sum())  # label frequencies: the expert is naive Bayes
 
     def loglik(self, counts_model) -> np.ndarray:
@@ -90,6 +105,30 @@ class CountProfiles:
         top = np.maximum.reduceat(each, self._starts, axis=1)  # one sub-profile per label: exactly ``each``
         out = top + np.log(np.add.reduceat(np.exp(each - top[:, self.owner]), self._starts, axis=1))
         return out - out.max(axis=1, keepdims=True)
+
+
+def _check_owner(owner, n_classes: int) -> np.ndarray:
+    owner = np.asarray(owner)
+    if np.any(np.diff(owner) < 0) or not np.array_equal(np.unique(owner), np.arange(n_classes)):
+        raise ValueError("owner must list each label's sub-profiles together, in label order, every label once")
+    return owner
+
+
+def _group_sums(counts, alignment, rows, groups, n_groups: int) -> np.ndarray:
+    """Summed counts per group over the model genes (groups x genes), reading ``counts`` at ``rows`` in blocks."""
+    from .._blocks import block_size_for, iter_row_blocks
+
+    order = np.argsort(rows, kind="stable")  # row blocks are read in increasing row order
+    rows, groups = np.asarray(rows)[order], np.asarray(groups)[order]
+    sums = np.zeros((n_groups, len(alignment.present)))
+    for block in iter_row_blocks(counts, block_size=block_size_for(alignment.n_shared), rows=rows):
+        values = sp.csr_matrix(alignment.take_all(block.values), dtype=np.float64)
+        member = sp.csr_matrix(
+            (np.ones(values.shape[0]), (groups[block.start : block.stop], np.arange(values.shape[0]))),
+            shape=(n_groups, values.shape[0]),
+        )
+        sums += np.asarray((member @ values).todense())
+    return sums
 
 
 def label_subgroups(points, codes, n_classes: int, n_sub: int, fit_rows, seed: int, min_cells: int = 10):

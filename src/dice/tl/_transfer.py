@@ -249,10 +249,9 @@ def transfer_labels(
             # like its latent classifier (which indexes every labelled cell), by profiles of every labelled cell
             train, n_classes = np.flatnonzero(~held), len(classes)
             groups, owner = label_subgroups(ref_cells.pca, codes, n_classes, transfer.count_profiles, train, seed)
-            profiles = CountProfiles(
-                ref_found[0], alignment, present, labelled[train], codes[train], n_classes, groups[train], owner
+            profiles, everyone = CountProfiles.split(
+                ref_found[0], alignment, present, labelled, codes, n_classes, groups, owner, first=train
             )
-            everyone = CountProfiles(ref_found[0], alignment, present, labelled, codes, n_classes, groups, owner)
             query_ll = query_loglik(model, adata.var_names, query_found[0], everyone)
         ref_cells, ref_depth, ref_ll = thinned_reference(
             model, ref_found[0], alignment, present, labelled, query_cells, ref_cells.pca, seed, profiles
