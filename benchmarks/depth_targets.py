@@ -56,8 +56,10 @@ def target_lines(records: pd.DataFrame) -> list[str]:
         lines.append(f"| ECE ≤ 0.05 at every f | {task} | largest {worst:.3f}: {_verdict(worst <= 0.05)} |")
     for task in tasks:
         wrong = _mean_sd(_values(records, task, 0.05, "dice", "confident_wrong"))
+        implied = _mean_sd(_values(records, task, 0.05, "dice", "confident_wrong_implied"))
+        note = "" if np.isnan(implied[0]) else f" (its confidences imply {implied[0]:.3f} ± {implied[1]:.3f})"
         lines.append(
-            f"| wrong with confidence > 0.5 below 5 % at f = 0.05 | {task} | {wrong[0]:.3f} ± {wrong[1]:.3f}: "
+            f"| wrong with confidence > 0.5 below 5 % at f = 0.05 | {task} | {wrong[0]:.3f} ± {wrong[1]:.3f}{note}: "
             f"{_verdict(wrong[0] < 0.05)} |"
         )
     for task in tasks:
