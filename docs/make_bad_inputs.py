@@ -24,7 +24,7 @@ What `dice` says when it is given an input it cannot use. Every row is a case of
 (`tests/bad_inputs.py`, asserted by `tests/test_bad_inputs.py`): the call raises the error shown, before any
 work is done, and leaves the AnnData it was given unchanged. The messages were captured by running the cases
 (`python docs/make_bad_inputs.py` regenerates this page). `DiceModelError` is a `DiceInputError`, which is a
-`ValueError`; the command line (`dice train`, `dice denoise`) prints the same messages as one line,
+`ValueError`; the command line (`dice train`, `dice denoise`, `dice transfer`) prints the same messages as one line,
 `dice: error: ...`, and exits with code 2.
 
 In the calls, `reference` and `query` are small log-normalised AnnData objects (60 genes), `model` a prior

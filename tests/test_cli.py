@@ -35,6 +35,7 @@ def no_work(monkeypatch):
 
     monkeypatch.setattr(dice.tl, "train_prior", forbidden)
     monkeypatch.setattr(dice.tl, "denoise", forbidden)
+    monkeypatch.setattr(dice.tl, "transfer_labels", forbidden)
     monkeypatch.setattr(ad, "read_h5ad", forbidden)
 
 
@@ -59,6 +60,49 @@ def test_train_then_denoise_from_files(tmp_path, torch_threads, capsys):
     assert result.obsm["X_dice"].shape == (80, 4) and "dice_uncertainty" in result.obs
     assert "denoised 80 cells" in capsys.readouterr().out
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model", "out.h5ad", "query.h5ad", "ref.h5ad"]  # no temp
+
+
+def test_transfer_from_files(files, tmp_path, torch_threads, capsys):
+    out = tmp_path / "labelled.h5ad"
+    args = ["transfer", str(files / "query.h5ad"), "--reference", str(files / "ref.h5ad"), "--labels-key", "label"]
+    assert main([*args, "--model", str(files / "model"), "--out", str(out), "--quiet"]) == 0
+    result, query = ad.read_h5ad(out), ad.read_h5ad(files / "query.h5ad")
+    assert list(result.obs_names) == list(query.obs_names)
+    accuracy = (result.obs["dice_label"].astype(str) == query.obs["label"].astype(str)).mean()
+    assert accuracy > 0.9, accuracy  # two well-separated clusters
+    assert result.obs["dice_label_confidence"].between(0, 1).all() and "dice_label_set" in result.obs
+    assert "transferred labels to 40 cells" in capsys.readouterr().out
+
+
+def test_transfer_unknown_labels_key_is_refused_before_work(files, tmp_path, monkeypatch, capsys):
+    def forbidden(*args, **kwargs):
+        raise AssertionError("transfer_labels ran")
+
+    monkeypatch.setattr(dice.tl, "transfer_labels", forbidden)
+    out = tmp_path / "labelled.h5ad"
+    args = ["transfer", str(files / "query.h5ad"), "--reference", str(files / "ref.h5ad"), "--labels-key", "kind"]
+    assert main([*args, "--model", str(files / "model"), "--out", str(out)]) == 2
+    one_line_error(capsys, "--labels-key 'kind' is not a column of the reference's obs (it has: label)")
+    assert not out.exists()
+
+
+def test_transfer_out_equal_to_reference_is_refused(files, no_work, capsys):
+    ref = str(files / "ref.h5ad")
+    args = ["transfer", str(files / "query.h5ad"), "--reference", ref, "--labels-key", "label", "--out", ref]
+    assert main(args) == 2
+    one_line_error(capsys, "is the same as the input --reference")
+
+
+@pytest.mark.parametrize(
+    ("reference", "device", "fragment"),
+    [("cells.csv", "auto", "--reference"), ("ref.h5ad", "tpu", "'tpu'"), ("missing.h5ad", "auto", "does not exist")],
+)
+def test_transfer_checks_reference_and_device_up_front(files, tmp_path, no_work, capsys, reference, device, fragment):
+    (tmp_path / "cells.csv").write_text("a,b\n1,2\n")
+    where = files if reference == "ref.h5ad" else tmp_path
+    args = ["transfer", str(files / "query.h5ad"), "--reference", str(where / reference), "--labels-key", "label"]
+    assert main([*args, "--model", str(files / "model"), "--out", str(tmp_path / "o.h5ad"), "--device", device]) == 2
+    one_line_error(capsys, fragment)
 
 
 def test_cli_reports_bad_input_without_traceback(tmp_path, capsys):

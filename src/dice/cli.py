@@ -1,4 +1,4 @@
-"""Command line: ``dice demo``, ``dice train``, ``dice denoise``.
+"""Command line: ``dice demo``, ``dice train``, ``dice denoise``, ``dice transfer``.
 
 The commands fail fast: every option is checked when parsed, every input and output path before any work
 (an existing output without ``--overwrite``, an output whose folder is missing, an output that is one of
@@ -12,190 +12,28 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
-import tempfile
 import time
-from pathlib import Path
+
+from ._cli_checks import (
+    CliError,
+    Parser,
+    check_device,
+    check_h5ad_input,
+    check_model_dir,
+    check_output,
+    non_empty,
+    non_negative_int,
+    positive_int,
+    read_h5ad,
+    write_h5ad_atomically,
+)
 
 __all__ = ["build_parser", "main"]
 
 EXIT_USER_ERROR = 2
 EXIT_INTERNAL_ERROR = 1
 EXIT_INTERRUPTED = 130
-HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
-HDF5_SIGNATURE_OFFSETS = (0, 512, 1024, 2048)  # a user block shifts the signature to a power of two >= 512
-
-
-class CliError(Exception):
-    """A user error found by the command line itself (a path, an option); exit code 2, one line."""
-
-
-class _Parser(argparse.ArgumentParser):
-    """An argument parser whose errors are raised (one line, exit 2) instead of printing the usage text."""
-
-    def error(self, message: str):
-        raise CliError(f"{message} (see `{self.prog} --help`)")
-
-
-# ---------------------------------------------------------------------------------------------- option types
-
-
-def _integer(text: str) -> int:
-    try:
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be an integer, got {text!r}") from None
-
-
-def positive_int(text: str) -> int:
-    """An ``argparse`` type: an integer >= 1."""
-    value = _integer(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
-    return value
-
-
-def non_negative_int(text: str) -> int:
-    """An ``argparse`` type: an integer >= 0 (seeds)."""
-    value = _integer(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be a non-negative integer, got {text!r}")
-    return value
-
-
-def _name(text: str) -> str:
-    """A non-empty key (layer, obs column)."""
-    if not text.strip():
-        raise argparse.ArgumentTypeError("must not be empty")
-    return text
-
-
-# ------------------------------------------------------------------------------------------------ path checks
-
-
-def _same_path(a: Path, b: Path) -> bool:
-    try:
-        if a.exists() and b.exists():
-            return a.samefile(b)
-    except OSError:
-        pass
-    return a.resolve() == b.resolve()
-
-
-def check_h5ad_input(path: str, option: str) -> Path:
-    """An existing, readable ``.h5ad`` (HDF5) file, or a :class:`CliError` that says what is wrong."""
-    file = Path(path)
-    if file.suffix.lower() != ".h5ad":
-        raise CliError(
-            f"{option} {path!r} is not an .h5ad file; dice reads AnnData .h5ad files (convert other formats "
-            "first, e.g. `scanpy.read_10x_mtx(...).write_h5ad('data.h5ad')`)."
-        )
-    if not file.exists():
-        raise CliError(f"{option} {path!r} does not exist.")
-    if file.is_dir():
-        raise CliError(f"{option} {path!r} is a directory, not an .h5ad file.")
-    try:
-        with file.open("rb") as handle:
-            head = handle.read(max(HDF5_SIGNATURE_OFFSETS) + len(HDF5_SIGNATURE))
-    except OSError as error:
-        raise CliError(f"{option} {path!r} cannot be read ({error.strerror or error}).") from None
-    if not any(head[o : o + len(HDF5_SIGNATURE)] == HDF5_SIGNATURE for o in HDF5_SIGNATURE_OFFSETS):
-        raise CliError(
-            f"{option} {path!r} is not an HDF5 file (empty, truncated or another format under an .h5ad name); "
-            "write it again with `adata.write_h5ad(...)`."
-        )
-    return file
-
-
-def check_output(path: str, *, kind: str, overwrite: bool, inputs: dict[str, Path]) -> Path:
-    """Refuse, before any work, an output that cannot or must not be written.
-
-    Parameters
-    ----------
-    path
-        The ``--out`` value.
-    kind
-        ``"h5ad"`` (a file, must end in ``.h5ad``), ``"model"`` (a model folder) or ``"folder"`` (created).
-    overwrite
-        Whether an existing output may be replaced.
-    inputs
-        The command's input paths by option name; the output must be none of them.
-    """
-    out = Path(path)
-    if not str(path).strip():
-        raise CliError("--out must not be empty.")
-    for option, source in inputs.items():
-        if _same_path(out, source):
-            raise CliError(f"--out {path!r} is the same as the input {option}; write the output elsewhere.")
-    if kind != "folder" and not out.parent.is_dir():
-        raise CliError(f"--out {path!r}: the folder {str(out.parent)!r} does not exist; create it first.")
-    if kind == "h5ad":
-        if out.suffix.lower() != ".h5ad":
-            raise CliError(f"--out {path!r} must end in .h5ad.")
-        if out.is_dir():
-            raise CliError(f"--out {path!r} is a directory; give a file name ending in .h5ad.")
-        if out.exists() and not overwrite:
-            raise CliError(f"--out {path!r} exists; pass --overwrite to replace it.")
-    elif kind == "model":
-        if out.exists() and not out.is_dir():
-            raise CliError(f"--out {path!r} exists and is not a folder; a model is written to a folder.")
-        if out.is_dir() and any(out.iterdir()):
-            from .models._io import CONFIG_FILE, WEIGHTS_FILE
-
-            foreign = sorted(p.name for p in out.iterdir() if p.name not in (CONFIG_FILE, WEIGHTS_FILE))
-            if foreign:
-                raise CliError(
-                    f"--out {path!r} holds files that are not part of a dice model ({foreign[:3]}); "
-                    "choose another folder (--overwrite never deletes them)."
-                )
-            if not overwrite:
-                raise CliError(f"--out {path!r} already holds a model; pass --overwrite to replace it.")
-    elif out.exists() and not out.is_dir():
-        raise CliError(f"--out {path!r} exists and is not a folder.")
-    return out
-
-
-def check_model_dir(path: str) -> Path:
-    """A ``--model`` folder that exists (its contents are checked by :meth:`dice.models.DicePrior.load`)."""
-    model = Path(path)
-    if not model.exists():
-        raise CliError(f"--model {path!r} does not exist; pass the folder written by `dice train --out`.")
-    if not model.is_dir():
-        raise CliError(f"--model {path!r} is not a folder; pass the folder written by `dice train --out`.")
-    return model
-
-
-def check_device(device: str) -> None:
-    """Refuse an unknown or unavailable ``--device`` before any work."""
-    from .models._prior import resolve_device
-
-    resolve_device(device)
-
-
-def read_h5ad(file: Path, option: str):
-    """Read an ``.h5ad`` file; a file that anndata cannot read is a :class:`CliError` naming it."""
-    import anndata as ad
-
-    try:
-        return ad.read_h5ad(file)
-    except Exception as error:  # h5py and anndata raise many types for a damaged file
-        raise CliError(
-            f"{option} {str(file)!r} could not be read as AnnData ({type(error).__name__}: {error}); "
-            "the file is damaged or not an AnnData file."
-        ) from error
-
-
-def write_h5ad_atomically(adata, out: Path) -> None:
-    """Write ``adata`` beside ``out`` and rename it into place: ``out`` is complete or untouched."""
-    handle, temporary = tempfile.mkstemp(prefix=f".{out.name}.tmp-", suffix=".h5ad", dir=out.parent)
-    os.close(handle)
-    try:
-        adata.write_h5ad(temporary)
-        os.replace(temporary, out)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
 
 
 # --------------------------------------------------------------------------------------------------- commands
@@ -266,14 +104,49 @@ def _denoise(args: argparse.Namespace) -> int:
     return 0
 
 
+def _transfer(args: argparse.Namespace) -> int:
+    query = check_h5ad_input(args.query, "query")
+    inputs = {"query": query, "--reference": check_h5ad_input(args.reference, "--reference")}
+    if args.model is not None:
+        inputs["--model"] = check_model_dir(args.model)
+    out = check_output(args.out, kind="h5ad", overwrite=args.overwrite, inputs=inputs)
+    check_device(args.device)
+    from . import tl
+
+    model = None
+    if args.model is not None:
+        from .models import DicePrior
+
+        model = DicePrior.load(inputs["--model"], device=args.device)
+    adata = read_h5ad(query, "query")
+    reference = read_h5ad(inputs["--reference"], "--reference")
+    if args.labels_key not in reference.obs:
+        raise CliError(
+            f"--labels-key {args.labels_key!r} is not a column of the reference's obs (it has: "
+            f"{', '.join(map(str, reference.obs.columns[:10])) or 'no columns'})."
+        )
+    started = time.perf_counter()
+    tl.transfer_labels(
+        adata, reference, model, labels_key=args.labels_key, layer=args.layer, seed=args.seed, progress=not args.quiet
+    )
+    write_h5ad_atomically(adata, out)
+    confidence = adata.obs["dice_label_confidence"].to_numpy()
+    print(
+        f"transferred labels to {adata.n_obs} cells in {time.perf_counter() - started:.1f} s (mean confidence "
+        f"{confidence.mean():.2f}); wrote {out} (obs['dice_label'], obs['dice_label_confidence'], "
+        "obs['dice_label_set'], obsm['X_dice'])"
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``dice`` argument parser (its errors raise :class:`CliError` instead of exiting)."""
-    common = _Parser(add_help=False)
+    common = Parser(add_help=False)
     common.add_argument("--quiet", action="store_true", help="no progress bars")
     common.add_argument("--debug", action="store_true", help="show the full traceback of an error")
 
-    parser = _Parser(prog="dice", description="Diffusion-induced cell embeddings.")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{demo,train,denoise}")
+    parser = Parser(prog="dice", description="Diffusion-induced cell embeddings.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{demo,train,denoise,transfer}")
 
     demo = sub.add_parser("demo", parents=[common], help="run the whole pipeline on the embedded CBMC CITE-seq data")
     demo.add_argument("--out", default="dice_demo_output", help="output folder (h5ad, PNG, table)")
@@ -286,10 +159,10 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--out", required=True, help="model folder to write (its parent folder must exist)")
     train.add_argument("--recipe", action="store_true", help="apply dice.pp.recipe_paper to raw counts first")
     train.add_argument("--n-top-genes", type=positive_int, default=3000)
-    train.add_argument("--batch-key", type=_name, default=None)
+    train.add_argument("--batch-key", type=non_empty, default=None)
     train.add_argument("--n-comps", type=positive_int, default=None, help="latent dimension k (default: elbow)")
-    train.add_argument("--labels-key", type=_name, default=None, help="obs column for same-label mixup")
-    train.add_argument("--layer", type=_name, default=None)
+    train.add_argument("--labels-key", type=non_empty, default=None, help="obs column for same-label mixup")
+    train.add_argument("--layer", type=non_empty, default=None)
     train.add_argument("--steps", type=positive_int, default=4000, help="gradient updates")
     train.add_argument("--seed", type=non_negative_int, default=0)
     train.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:<index>")
@@ -305,11 +178,25 @@ def build_parser() -> argparse.ArgumentParser:
     den.add_argument("--recipe", action="store_true", help="normalise + log1p raw counts first (no HVG)")
     den.add_argument("--mode", default="default", choices=["default", "paper"])
     den.add_argument("--n-samples", type=positive_int, default=None)
-    den.add_argument("--layer", type=_name, default=None)
+    den.add_argument("--layer", type=non_empty, default=None)
     den.add_argument("--seed", type=non_negative_int, default=0)
     den.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:<index>")
     den.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     den.set_defaults(func=_denoise)
+
+    tra = sub.add_parser(
+        "transfer", parents=[common], help="transfer a labelled reference's labels to a query, with confidence"
+    )
+    tra.add_argument("query", help="query .h5ad (log-normalised X; raw counts in layers['counts'] if you have them)")
+    tra.add_argument("--reference", required=True, help="labelled reference .h5ad, prepared like the query")
+    tra.add_argument("--labels-key", type=non_empty, required=True, help="the reference's obs column of labels")
+    tra.add_argument("--out", required=True, help="output .h5ad (never an input)")
+    tra.add_argument("--model", default=None, help="model folder from `dice train` on this reference; omit to train")
+    tra.add_argument("--layer", type=non_empty, default=None)
+    tra.add_argument("--seed", type=non_negative_int, default=0)
+    tra.add_argument("--device", default="auto", help="for --model: auto, cpu, cuda or cuda:<index>")
+    tra.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
+    tra.set_defaults(func=_transfer)
     return parser
 
 
