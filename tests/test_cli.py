@@ -105,6 +105,29 @@ def test_transfer_checks_reference_and_device_up_front(files, tmp_path, no_work,
     one_line_error(capsys, fragment)
 
 
+def test_warnings_are_one_line_without_the_source(files, tmp_path, monkeypatch, torch_threads, capsys):
+    import warnings
+
+    from dice.tl._latent import DepthWarning
+
+    real = dice.tl.denoise
+
+    def warning_denoise(*args, **kwargs):
+        warnings.warn("something\n odd", UserWarning, stacklevel=2)
+        warnings.warn("depth", DepthWarning, stacklevel=2)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(dice.tl, "denoise", warning_denoise)
+    args = ["denoise", str(files / "query.h5ad"), "--model", str(files / "model"), "--out", str(tmp_path / "o.h5ad")]
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        assert main([*args, "--quiet"]) == 0
+    err = capsys.readouterr().err.splitlines()
+    assert "dice: warning: something odd" in err
+    assert "dice: warning: DepthWarning: depth" in err
+    assert not any("cli.py" in line for line in err)
+
+
 def test_cli_reports_bad_input_without_traceback(tmp_path, capsys):
     assert main(["denoise", str(tmp_path / "missing.h5ad"), "--out", str(tmp_path / "o.h5ad")]) == 2
     one_line_error(capsys, "does not exist")

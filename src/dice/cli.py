@@ -14,6 +14,7 @@ import argparse
 import logging
 import sys
 import time
+import warnings
 
 from ._cli_checks import (
     CliError,
@@ -212,14 +213,29 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     return (CliError, DiceInputError, ValueError, OSError)
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """A warning as one line, ``dice: warning: ...``: which line of dice raised it is no use to the user."""
+    kind = "" if category is UserWarning else f"{category.__name__}: "
+    print(f"dice: warning: {kind}{' '.join(str(message).split())}", file=sys.stderr if file is None else file)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the ``dice`` command line; returns the exit code (0, 2 for a user error, 1 for a dice bug).
+
+    Warnings are printed as one line each, ``dice: warning: ...`` (which ones are shown is still up to
+    Python's warning filters, e.g. ``python -W ignore -m dice``).
 
     Parameters
     ----------
     argv
         The arguments (default: ``sys.argv[1:]``).
     """
+    with warnings.catch_warnings():
+        warnings.showwarning = _show_warning
+        return _run(argv)
+
+
+def _run(argv: list[str] | None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     argv = sys.argv[1:] if argv is None else list(argv)
     debug = "--debug" in argv
