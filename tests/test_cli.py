@@ -108,13 +108,11 @@ def test_transfer_checks_reference_and_device_up_front(files, tmp_path, no_work,
 def test_warnings_are_one_line_without_the_source(files, tmp_path, monkeypatch, torch_threads, capsys):
     import warnings
 
-    from dice.tl._latent import DepthWarning
-
     real = dice.tl.denoise
 
     def warning_denoise(*args, **kwargs):
         warnings.warn("something\n odd", UserWarning, stacklevel=2)
-        warnings.warn("depth", DepthWarning, stacklevel=2)
+        warnings.warn("depth", dice.DepthWarning, stacklevel=2)
         return real(*args, **kwargs)
 
     monkeypatch.setattr(dice.tl, "denoise", warning_denoise)

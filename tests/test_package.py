@@ -89,6 +89,19 @@ def test_no_public_sampler_internals():
     assert set(dice.pp.__all__) == {"project", "recipe_paper"}
 
 
+def test_errors_and_warnings_are_public_at_the_top_level():
+    from dice.tl._label_report import UnreliableLabelWarning
+    from dice.tl._latent import DepthWarning
+
+    assert {"DiceInputError", "DiceModelError", "DepthWarning", "UnreliableLabelWarning"} <= set(dir(dice))
+    assert issubclass(dice.DiceModelError, dice.DiceInputError) and issubclass(dice.DiceInputError, ValueError)
+    assert issubclass(dice.DepthWarning, UserWarning) and issubclass(dice.UnreliableLabelWarning, UserWarning)
+    # the very classes the tools warn with, so a filter on dice.DepthWarning silences them
+    assert dice.DepthWarning is DepthWarning and dice.UnreliableLabelWarning is UnreliableLabelWarning
+    with pytest.raises(AttributeError, match="no attribute 'NoSuchWarning'"):
+        dice.NoSuchWarning  # noqa: B018
+
+
 def test_readme_api_table_lists_every_public_function():
     from pathlib import Path
 

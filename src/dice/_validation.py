@@ -11,7 +11,16 @@ from anndata import AnnData
 
 logger = logging.getLogger("dice")
 
-__all__ = ["DiceInputError", "DiceModelError", "ValueSummary", "check_adata", "get_matrix", "looks_like_counts"]
+__all__ = [
+    "DepthWarning",
+    "DiceInputError",
+    "DiceModelError",
+    "UnreliableLabelWarning",
+    "ValueSummary",
+    "check_adata",
+    "get_matrix",
+    "looks_like_counts",
+]
 
 
 class DiceInputError(ValueError):
@@ -237,3 +246,13 @@ def check_adata(
 
 class DiceModelError(DiceInputError):
     """Raised when a saved model directory cannot be read back exactly; the message names the file and the fix."""
+
+
+class DepthWarning(UserWarning):
+    """A query far shallower than the reference the model was fitted on (its confidence and uncertainty are
+    then extrapolated). Silence it with ``warnings.filterwarnings("ignore", category=dice.DepthWarning)``."""
+
+
+class UnreliableLabelWarning(UserWarning):
+    """Labels whose held-out reference cells, measured as the query is, mostly get another label
+    (:func:`dice.tl.transfer_labels`; the per-label report is in ``uns[key]["held_out"]``)."""

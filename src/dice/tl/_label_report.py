@@ -15,6 +15,8 @@ import warnings
 
 import numpy as np
 
+from .._validation import UnreliableLabelWarning
+
 __all__ = [
     "MIN_CELLS",
     "MIN_RECALL",
@@ -28,10 +30,6 @@ __all__ = [
 MIN_CELLS = 10
 #: ... and when fewer than this share of its held-out cells get it back.
 MIN_RECALL = 0.5
-
-
-class UnreliableLabelWarning(UserWarning):
-    """Labels whose held-out reference cells, measured as the query is, mostly get another label."""
 
 
 def label_report(truth: np.ndarray, probabilities: np.ndarray, sets: np.ndarray, n_classes: int) -> dict:

@@ -16,7 +16,7 @@ import scipy.sparse as sp
 
 from .._blocks import block_size_for, iter_row_blocks
 from .._settings import PosteriorSettings
-from .._validation import DiceInputError, ValueSummary
+from .._validation import DepthWarning, DiceInputError, ValueSummary
 from ..likelihood import GAUSSIAN_LIKELIHOODS, GaussianLikelihood, Measurement
 from ..pp._align import align_genes
 
@@ -387,10 +387,6 @@ def measure_adata(
         count_reference=inputs.count_reference,
         counts_layer=inputs.counts_layer,
     )
-
-
-class DepthWarning(UserWarning):
-    """A query far shallower than the reference the model was fitted on."""
 
 
 def warn_if_shallow(model, cells: CellMeasurements, *, what: str = "adata", calibrated: bool = False) -> dict | None:
