@@ -216,7 +216,7 @@ def _user_errors() -> tuple[type[BaseException], ...]:
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
     """A warning as one line, ``dice: warning: ...``: which line of dice raised it is no use to the user."""
     kind = "" if category is UserWarning else f"{category.__name__}: "
-    print(f"dice: warning: {kind}{' '.join(str(message).split())}", file=sys.stderr if file is None else file)
+    print(f"dice: warning: {kind}{_one_line(message)}", file=sys.stderr if file is None else file)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -53,9 +53,7 @@ class CountProfiles:
     """
 
     def __init__(self, counts, alignment, present, rows, codes, n_classes: int, groups=None, owner=None, pseudo=1.0):
-        if groups is None:
-            groups, owner = np.asarray(codes), np.arange(n_classes)
-        owner = _check_owner(owner, n_classes)
+        groups, owner = _label_groups(codes, n_classes, groups, owner)
         sums = _group_sums(counts, alignment, rows, groups, len(owner))
         self._fit(sums, np.bincount(groups, minlength=len(owner)), present, n_classes, owner, pseudo)
 
@@ -68,9 +66,7 @@ class CountProfiles:
         built from its own cells, at the cost of one read of the reference counts. ``groups`` and ``owner``
         as in :class:`CountProfiles` (``None``: one profile per label).
         """
-        if groups is None:
-            groups, owner = np.asarray(codes), np.arange(n_classes)
-        owner, groups = _check_owner(owner, n_classes), np.asarray(groups)
+        groups, owner = _label_groups(codes, n_classes, groups, owner)
         n_sub = len(owner)
         inside = np.zeros(len(groups), dtype=bool)
         inside[np.asarray(first)] = True
@@ -107,11 +103,14 @@ class CountProfiles:
         return out - out.max(axis=1, keepdims=True)
 
 
-def _check_owner(owner, n_classes: int) -> np.ndarray:
+def _label_groups(codes, n_classes: int, groups, owner) -> tuple[np.ndarray, np.ndarray]:
+    """``(groups, owner)`` as arrays, checked; ``groups=None`` is one group per label (the label codes)."""
+    if groups is None:
+        groups, owner = codes, np.arange(n_classes)
     owner = np.asarray(owner)
     if np.any(np.diff(owner) < 0) or not np.array_equal(np.unique(owner), np.arange(n_classes)):
         raise ValueError("owner must list each label's sub-profiles together, in label order, every label once")
-    return owner
+    return np.asarray(groups), owner
 
 
 def _group_sums(counts, alignment, rows, groups, n_groups: int) -> np.ndarray:
