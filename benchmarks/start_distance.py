@@ -1,0 +1,130 @@
+"""How much of the count likelihood's cost is the distance from the solve's start to the mode?
+
+Issue 11 asks the count likelihood to cost at most 2x the gene-weighted ``denoise``. The count solve
+(``dice.likelihood._newton.newton_modes``) starts each cell from the reference's start map and takes
+Newton steps until the next one would gain less than a tolerance. This script asks what a better start,
+for instance a learned encoder, could save at most: it first solves every cell to a tight tolerance,
+then times ``denoise`` with the solve started at the mode itself (the algorithm's floor: one information,
+one free step) and at ``delta`` posterior sd from it (a random direction per cell, scaled to Mahalanobis
+length ``delta`` under the information at the mode plus the prior's precision), paired round by round
+with the default start and with ``likelihood="gene_weighted"`` in one process. The default start's own
+distance is printed in the same units. Data: as ``benchmarks/speed_paired.py`` (CBMC, 10,000 reference and
+10,000 query cells, k = 25); the prior is trained for ``--updates`` steps only, which does not change the
+solve. Run::
+
+    DICE_DATA_DIR=../shared/data .venv/bin/python benchmarks/start_distance.py --threads 2 --rounds 4
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import time
+import warnings
+
+
+def offset(mode, information, prior_var, delta: float, seed: int):
+    """``mode`` moved by ``delta`` along a random direction per cell, in Mahalanobis units of
+    ``information + diag(1 / prior_var)`` (so ``sqrt(d^T (H + P) d) = delta`` for every cell)."""
+    import numpy as np
+
+    precision = information + np.diag(1.0 / np.asarray(prior_var, dtype=np.float64))
+    lower = np.linalg.cholesky(precision)
+    z = np.random.default_rng(seed).normal(size=mode.shape)
+    z /= np.linalg.norm(z, axis=1, keepdims=True)
+    direction = np.linalg.solve(np.swapaxes(lower, 1, 2), z[..., None])[..., 0]  # L^-T z
+    return mode + delta * direction
+
+
+def mahalanobis(points, mode, information, prior_var):
+    """Each cell's distance from ``points`` to ``mode`` in posterior sd (as :func:`offset` measures it)."""
+    import numpy as np
+
+    precision = information + np.diag(1.0 / np.asarray(prior_var, dtype=np.float64))
+    d = points - mode
+    return np.sqrt(np.einsum("ni,nij,nj->n", d, precision, d))
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument("--updates", type=int, default=300, help="prior training steps (the solve does not use them)")
+    parser.add_argument("--deltas", type=float, nargs="+", default=[0.0, 0.3, 1.0, 2.0])
+    args = parser.parse_args(argv)
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS"):
+        os.environ[var] = str(args.threads)
+
+    import numpy as np
+    import torch
+
+    import dice
+    import dice.likelihood._counts as counts_module
+    from dice.likelihood._newton import log_projection
+    from dice.likelihood._start import start_point
+
+    torch.set_num_threads(args.threads)
+    adata = dice.pp.recipe_paper(dice.datasets.cbmc(), copy=True)
+    rng = np.random.default_rng(0)
+    reference = adata[rng.integers(0, adata.n_obs, 10_000)].copy()
+    query = adata[rng.integers(0, adata.n_obs, 10_000)].copy()
+    reference.obs_names_make_unique()
+    query.obs_names_make_unique()
+    settings = dice.tl.TrainSettings(n_updates=args.updates)
+    model = dice.tl.train_prior(reference, n_comps=25, settings=settings, seed=0, progress=False)
+
+    solve = counts_module.newton_modes
+    modes: dict[str, tuple] = {}  # each block's tight mode and information, by its counts
+    distances = []
+
+    def started_at(delta: float):
+        def newton_modes(counts, present, embedding, ref, n_iter, u0, **kwargs):
+            key = hashlib.sha1(np.ascontiguousarray(counts).tobytes()).hexdigest()
+            if key not in modes:
+                mode, information = solve(counts, present, embedding, ref, 50, None, tol=1e-8)
+                cells = counts[:, present].astype(np.float32)
+                depth = cells.sum(axis=1, keepdims=True)
+                e = embedding
+                proj = log_projection(
+                    cells, depth, *(a.astype(np.float32)[present] for a in (e.mean, e.std, e.loadings)), e.max_value
+                )
+                distances.append(mahalanobis(start_point(proj, depth, ref), mode, information, ref.prior_var))
+                # a unit offset per cell, computed once: the timed solves only add it
+                modes[key] = (mode, offset(mode, information, ref.prior_var, 1.0, len(modes)) - mode)
+            mode, unit = modes[key]
+            return solve(counts, present, embedding, ref, n_iter, mode + delta * unit, **kwargs)
+
+        return newton_modes
+
+    counts_settings = dice.tl.PosteriorSettings()
+    arms = {"counts (default start)": (counts_settings, solve)}
+    arms |= {f"counts, start {d:g} sd from the mode": (counts_settings, started_at(d)) for d in args.deltas}
+    arms["gene_weighted"] = (dice.tl.PosteriorSettings(likelihood="gene_weighted"), solve)
+    times: dict[str, list[float]] = {name: [] for name in arms}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            counts_module.newton_modes = started_at(0.0)
+            dice.tl.denoise(query, model, progress=False)  # solves every block tightly, once
+            distance = np.concatenate(distances)
+            print(f"default start: median {np.median(distance):.2f}, p90 {np.quantile(distance, 0.9):.2f} posterior sd")
+            for _ in range(args.rounds):
+                for name, (posterior, newton_modes) in arms.items():
+                    counts_module.newton_modes = newton_modes
+                    started = time.perf_counter()
+                    dice.tl.denoise(query, model, settings=posterior, progress=False)
+                    times[name].append(time.perf_counter() - started)
+        finally:
+            counts_module.newton_modes = solve
+    base = np.asarray(times["gene_weighted"])
+    for name, values in times.items():
+        ratio = np.asarray(values) / base
+        print(
+            f"{name}: median {np.median(values):.3f} s; x gene-weighted {ratio.mean():.2f} ± {ratio.std(ddof=1):.2f}",
+            flush=True,
+        )
+
+
+if __name__ == "__main__":
+    main()
