@@ -8,11 +8,15 @@ then times ``denoise`` with the solve started at the mode itself (the algorithm'
 one free step) and at ``delta`` posterior sd from it (a random direction per cell, scaled to Mahalanobis
 length ``delta`` under the information at the mode plus the prior's precision), paired round by round
 with the default start and with ``likelihood="gene_weighted"`` in one process. The default start's own
-distance is printed in the same units. Data: as ``benchmarks/speed_paired.py`` (CBMC, 10,000 reference and
+distance is printed in the same units. ``--tols`` adds arms from the default start with a looser
+stopping tolerance (``newton_modes``' ``tol``, default 1e-3), each with its accuracy against the tight
+solve, measured once outside the timing: mode error in posterior sd and the relative error of the noise
+variance ``trace(H^-1) / k``. Data: as ``benchmarks/speed_paired.py`` (CBMC, 10,000 reference and
 10,000 query cells, k = 25); the prior is trained for ``--updates`` steps only, which does not change the
 solve. Run::
 
-    DICE_DATA_DIR=../shared/data .venv/bin/python benchmarks/start_distance.py --threads 2 --rounds 4
+    DICE_DATA_DIR=../shared/data .venv/bin/python benchmarks/start_distance.py --threads 2 --rounds 6
+    DICE_DATA_DIR=../shared/data .venv/bin/python benchmarks/start_distance.py --deltas 0 --tols 1e-2 3e-2 1e-1
 """
 
 from __future__ import annotations
@@ -46,12 +50,30 @@ def mahalanobis(points, mode, information, prior_var):
     return np.sqrt(np.einsum("ni,nij,nj->n", d, precision, d))
 
 
+def accuracy(mode, information, tight_mode, tight_information, prior_var) -> dict:
+    """A looser solve against the tight one: mode error in posterior sd, relative error of ``trace(H^-1)``."""
+    import numpy as np
+
+    error = mahalanobis(mode, tight_mode, tight_information, prior_var)
+    trace = np.trace(np.linalg.inv(information), axis1=1, axis2=2)
+    tight = np.trace(np.linalg.inv(tight_information), axis1=1, axis2=2)
+    relative = np.abs(trace / tight - 1.0)
+    return {
+        "mode_p50": float(np.median(error)),
+        "mode_p99": float(np.quantile(error, 0.99)),
+        "mode_max": float(error.max()),
+        "noise_p99": float(np.quantile(relative, 0.99)),
+        "noise_max": float(relative.max()),
+    }
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--updates", type=int, default=300, help="prior training steps (the solve does not use them)")
     parser.add_argument("--deltas", type=float, nargs="+", default=[0.0, 0.3, 1.0, 2.0])
+    parser.add_argument("--tols", type=float, nargs="*", default=[], help="looser stopping tolerances to time")
     args = parser.parse_args(argv)
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS"):
         os.environ[var] = str(args.threads)
@@ -91,8 +113,9 @@ def main(argv=None) -> None:
                 )
                 distances.append(mahalanobis(start_point(proj, depth, ref), mode, information, ref.prior_var))
                 # a unit offset per cell, computed once: the timed solves only add it
-                modes[key] = (mode, offset(mode, information, ref.prior_var, 1.0, len(modes)) - mode)
-            mode, unit = modes[key]
+                unit = offset(mode, information, ref.prior_var, 1.0, len(modes)) - mode
+                modes[key] = (mode, unit, information)
+            mode, unit, _ = modes[key]
             return solve(counts, present, embedding, ref, n_iter, mode + delta * unit, **kwargs)
 
         return newton_modes
@@ -100,6 +123,20 @@ def main(argv=None) -> None:
     counts_settings = dice.tl.PosteriorSettings()
     arms = {"counts (default start)": (counts_settings, solve)}
     arms |= {f"counts, start {d:g} sd from the mode": (counts_settings, started_at(d)) for d in args.deltas}
+    errors: dict[float, list] = {tol: [] for tol in args.tols}
+
+    def stopping_at(tol: float, record: bool = False):
+        def newton_modes(counts, present, embedding, ref, n_iter, u0, **kwargs):
+            mode, information = solve(counts, present, embedding, ref, n_iter, u0, **(kwargs | {"tol": tol}))
+            if record:
+                key = hashlib.sha1(np.ascontiguousarray(counts).tobytes()).hexdigest()
+                tight_mode, _, tight_information = modes[key]
+                errors[tol].append((mode, information, tight_mode, tight_information, ref.prior_var))
+            return mode, information
+
+        return newton_modes
+
+    arms |= {f"counts, tol {t:g} (default 1e-3)": (counts_settings, stopping_at(t)) for t in args.tols}
     arms["gene_weighted"] = (dice.tl.PosteriorSettings(likelihood="gene_weighted"), solve)
     times: dict[str, list[float]] = {name: [] for name in arms}
     with warnings.catch_warnings():
@@ -107,6 +144,9 @@ def main(argv=None) -> None:
         try:
             counts_module.newton_modes = started_at(0.0)
             dice.tl.denoise(query, model, progress=False)  # solves every block tightly, once
+            for tol in args.tols:  # the looser solves' accuracy, once, untimed
+                counts_module.newton_modes = stopping_at(tol, record=True)
+                dice.tl.denoise(query, model, progress=False)
             distance = np.concatenate(distances)
             print(f"default start: median {np.median(distance):.2f}, p90 {np.quantile(distance, 0.9):.2f} posterior sd")
             for _ in range(args.rounds):
@@ -123,6 +163,15 @@ def main(argv=None) -> None:
         print(
             f"{name}: median {np.median(values):.3f} s; x gene-weighted {ratio.mean():.2f} ± {ratio.std(ddof=1):.2f}",
             flush=True,
+        )
+
+    for tol, parts in errors.items():
+        joined = [np.concatenate(a) for a in zip(*[p[:4] for p in parts], strict=True)]
+        found = accuracy(*joined, parts[0][4])
+        print(
+            f"tol {tol:g}: mode error median {found['mode_p50']:.3f}, p99 {found['mode_p99']:.3f}, max "
+            f"{found['mode_max']:.3f} sd; noise variance p99 {100 * found['noise_p99']:.2f} %, max "
+            f"{100 * found['noise_max']:.2f} %"
         )
 
 

@@ -42,3 +42,13 @@ def test_the_distance_weighs_directions_by_the_precision():
     along_sharp = start_distance.mahalanobis(np.array([[1.0, 0.0]]), mode, information, prior_var)
     along_flat = start_distance.mahalanobis(np.array([[0.0, 1.0]]), mode, information, prior_var)
     np.testing.assert_allclose([along_sharp[0], along_flat[0]], [2.0, 1.0], rtol=1e-9)
+
+
+def test_accuracy_is_zero_for_the_tight_solve_and_sees_a_moved_mode():
+    mode, information, prior_var = _problem()
+    same = start_distance.accuracy(mode, information, mode, information, prior_var)
+    assert same["mode_max"] == 0.0 and same["noise_max"] < 1e-9
+    moved = start_distance.offset(mode, information, prior_var, 0.5, seed=2)
+    found = start_distance.accuracy(moved, 2.0 * information, mode, information, prior_var)
+    assert found["mode_p50"] == pytest.approx(0.5) and found["mode_max"] == pytest.approx(0.5)
+    assert found["noise_max"] == pytest.approx(0.5)  # twice the information: half the noise variance
