@@ -162,7 +162,8 @@ def rates_and_objective(decoded_rates, objective_lib, b: dict):
         return rate, slope, np.einsum("cg->c", value, dtype=np.float64)
     out = np.empty(len(lam))
     arrays = [np.ascontiguousarray(a, dtype=np.float32) for a in (lam, b["counts"], shifted, b["alpha"])]
-    objective_lib.objective(*[ctypes.c_void_p(a.ctypes.data) for a in (*arrays, out)], len(out), lam.shape[1])
+    pointers = [ctypes.c_void_p(a.ctypes.data) for a in (*arrays, out)]
+    objective_lib.objective(*pointers, ctypes.c_long(len(out)), ctypes.c_long(lam.shape[1]))
     return rate, slope, out
 
 
@@ -172,7 +173,6 @@ def micro(module, library: Path) -> None:
     from dice.likelihood._newton import decoded_rates
 
     lib = ctypes.CDLL(str(library))
-    lib.objective.argtypes = [ctypes.c_void_p] * 5 + [ctypes.c_long] * 2
     b = block()
     arms = {"numpy": (decoded_rates, None), "C": (module.decoded_rates, lib)}
     expected, got = (rates_and_objective(*arms[name], b) for name in ("numpy", "C"))
