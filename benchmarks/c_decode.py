@@ -31,6 +31,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from speed_paired import load_module
+
 HERE = Path(__file__).resolve().parent
 NEWTON = HERE.parent / "src" / "dice" / "likelihood" / "_newton.py"
 
@@ -121,12 +123,8 @@ def patched_newton(library: Path, directory: Path) -> Path:
 
 
 def load(path: Path):
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("newton_c", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    """The patched solver as a module (loaded as ``speed_paired.py --before`` loads one)."""
+    return load_module(path, "newton_c")
 
 
 def block(seed: int = 0, n_cells: int = 512, n_genes: int = 500, k: int = 25) -> dict:

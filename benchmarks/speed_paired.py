@@ -17,6 +17,14 @@ import os
 import time
 
 
+def load_module(path, name: str = "newton_before"):
+    """A Python module loaded from ``path`` (another version's solver, or a patched copy of this one)."""
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--threads", type=int, default=2)
@@ -52,10 +60,7 @@ def main() -> None:
     current = counts_module.newton_modes
     arms = {"counts": (dice.tl.PosteriorSettings(), current)}
     if args.before:
-        spec = importlib.util.spec_from_file_location("newton_before", args.before)
-        before = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(before)
-        arms["counts_before"] = (dice.tl.PosteriorSettings(), before.newton_modes)
+        arms["counts_before"] = (dice.tl.PosteriorSettings(), load_module(args.before).newton_modes)
     arms["gene_weighted"] = (dice.tl.PosteriorSettings(likelihood="gene_weighted"), current)
     times: dict[str, list[float]] = {key: [] for key in arms}
     for round_ in range(args.rounds):

@@ -40,6 +40,22 @@ EXIT_INTERRUPTED = 130
 # --------------------------------------------------------------------------------------------------- commands
 
 
+def _with_model(inputs: dict, args: argparse.Namespace) -> dict:
+    """The command's input paths, with the ``--model`` folder (checked) when one was given."""
+    if args.model is not None:
+        inputs["--model"] = check_model_dir(args.model)
+    return inputs
+
+
+def _saved_model(args: argparse.Namespace, inputs: dict):
+    """The ``--model`` folder's model on ``--device``, or ``None`` (the command then trains one)."""
+    if args.model is None:
+        return None
+    from .models import DicePrior
+
+    return DicePrior.load(inputs["--model"], device=args.device)
+
+
 def _demo(args: argparse.Namespace) -> int:
     out = check_output(args.out, kind="folder", overwrite=True, inputs={})
     from ._demo import run_demo
@@ -75,9 +91,7 @@ def _train(args: argparse.Namespace) -> int:
 
 def _denoise(args: argparse.Namespace) -> int:
     query = check_h5ad_input(args.query, "query")
-    inputs = {"query": query}
-    if args.model is not None:
-        inputs["--model"] = check_model_dir(args.model)
+    inputs = _with_model({"query": query}, args)
     out = check_output(args.out, kind="h5ad", overwrite=args.overwrite, inputs=inputs)
     check_device(args.device)
     from . import pp, tl
@@ -85,11 +99,7 @@ def _denoise(args: argparse.Namespace) -> int:
     settings = tl.PosteriorSettings.resolve(args.mode)
     if args.n_samples is not None:
         settings = settings.replace(n_samples=args.n_samples)
-    model = None
-    if args.model is not None:
-        from .models import DicePrior
-
-        model = DicePrior.load(inputs["--model"], device=args.device)
+    model = _saved_model(args, inputs)
     adata = read_h5ad(query, "query")
     if args.recipe:
         adata = pp.recipe_paper(adata, copy=True, n_top_genes=None)
@@ -107,18 +117,12 @@ def _denoise(args: argparse.Namespace) -> int:
 
 def _transfer(args: argparse.Namespace) -> int:
     query = check_h5ad_input(args.query, "query")
-    inputs = {"query": query, "--reference": check_h5ad_input(args.reference, "--reference")}
-    if args.model is not None:
-        inputs["--model"] = check_model_dir(args.model)
+    inputs = _with_model({"query": query, "--reference": check_h5ad_input(args.reference, "--reference")}, args)
     out = check_output(args.out, kind="h5ad", overwrite=args.overwrite, inputs=inputs)
     check_device(args.device)
     from . import tl
 
-    model = None
-    if args.model is not None:
-        from .models import DicePrior
-
-        model = DicePrior.load(inputs["--model"], device=args.device)
+    model = _saved_model(args, inputs)
     adata = read_h5ad(query, "query")
     reference = read_h5ad(inputs["--reference"], "--reference")
     if args.labels_key not in reference.obs:
@@ -201,7 +205,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _one_line(error: BaseException) -> str:
+def _one_line(error: BaseException | str) -> str:
     return " ".join(str(error).split()) or type(error).__name__
 
 
